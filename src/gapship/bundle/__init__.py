@@ -1,0 +1,147 @@
+"""Tree -> a self-extracting ``.run``: a POSIX sh installer with a gzip'd tar payload appended.
+
+The header's values have fixed widths, so the header is written first with placeholders,
+the payload is streamed after it (hashing as it goes), and the header is then rewritten in
+place with the payload's size and sha256. The file appears under its name only when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+import zlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import BinaryIO
+
+from gapship import ui
+from gapship.errors import BundleError
+from gapship.stage.manifest import MANIFEST
+
+_WIDTH = 20
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    path: Path
+    size: int
+    payload_sha256: str
+    installed_bytes: int
+    file_count: int
+
+
+def _template() -> str:
+    return resources.files(__package__).joinpath("installer.sh").read_text(encoding="utf-8")
+
+
+def render_header(*, name: str, version: str, python: str, header_bytes: int,
+                  payload_bytes: int, sha256: str, installed_kb: int, file_count: int) -> bytes:
+    """The installer text with its values filled in; the length does not depend on numbers."""
+    def num(value: int) -> str:
+        text = str(value)
+        if len(text) > _WIDTH:
+            raise BundleError(f"{value} does not fit the bundle header.")
+        return text.ljust(_WIDTH)
+
+    values = {
+        "@NAME@": f"'{name}'", "@VERSION@": f"'{version}'", "@PYTHON@": f"'{python}'",
+        "@HEADER_BYTES@": num(header_bytes), "@PAYLOAD_BYTES@": num(payload_bytes),
+        "@PAYLOAD_SHA256@": sha256.ljust(64), "@INSTALLED_KB@": num(installed_kb),
+        "@FILE_COUNT@": num(file_count),
+    }
+    text = _template()
+    for key, value in values.items():
+        text = text.replace(key, value)
+    return text.encode("utf-8")
+
+
+class _HashingWriter:
+    """A write-only file object that hashes and counts what passes to ``out``."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.out.write(data)
+        self.digest.update(data)
+        self.count += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+class _GzipStream:
+    """gzip (RFC 1952) over a writer, with a fixed mtime so equal trees give equal bytes."""
+
+    def __init__(self, out: _HashingWriter, level: int) -> None:
+        self.out = out
+        self.compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+
+    def write(self, data: bytes) -> int:
+        self.out.write(self.compressor.compress(data))
+        return len(data)
+
+    def close(self) -> None:
+        self.out.write(self.compressor.flush())
+
+
+def _members(root: Path) -> list[Path]:
+    """Every path in the tree, directories before their contents, the manifest last."""
+    paths = sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix())
+    manifest = root / MANIFEST
+    return [p for p in paths if p != manifest] + [manifest]
+
+
+def _normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def write_bundle(root: Path, out: Path, *, name: str, version: str, python: str,
+                 installed_bytes: int, level: int = 6) -> BundleInfo:
+    """Write ``out`` atomically from the tree at ``root``."""
+    if not (root / MANIFEST).is_file():
+        raise BundleError(f"{root} has no {MANIFEST}; stage the tree first.")
+    members = _members(root)
+    fields = {"name": name, "version": version, "python": python,
+              "installed_kb": installed_bytes // 1024 + 1, "file_count": len(members)}
+    placeholder = render_header(header_bytes=0, payload_bytes=0, sha256="0" * 64, **fields)
+    header_bytes = len(placeholder)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.gapship-tmp")
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(placeholder)
+            hashing = _HashingWriter(fh)
+            gz = _GzipStream(hashing, level)
+            with ui.byte_progress(f"packing {out.name}", installed_bytes) as bar, \
+                    tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+                for path in members:
+                    info = _normalize(tar.gettarinfo(str(path), path.relative_to(root).as_posix()))
+                    if info.isreg():
+                        with path.open("rb") as src:
+                            tar.addfile(info, src)
+                        bar.advance(info.size)
+                    else:
+                        tar.addfile(info)
+            gz.close()
+            header = render_header(header_bytes=header_bytes, payload_bytes=hashing.count,
+                                   sha256=hashing.digest.hexdigest(), **fields)
+            if len(header) != header_bytes:
+                raise BundleError("the bundle header changed length; this is a gapship bug.")
+            fh.seek(0)
+            fh.write(header)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.chmod(0o755)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return BundleInfo(path=out, size=out.stat().st_size, payload_sha256=hashing.digest.hexdigest(),
+                      installed_bytes=installed_bytes, file_count=len(members))

@@ -1,0 +1,80 @@
+"""gapship pack: spec + target -> a self-extracting bundle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from gapship import ui
+from gapship.pack import PackResult, pack
+from gapship.probe import resolve_target
+from gapship.spec import load_spec
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("pack", help="build a self-extracting bundle for the target",
+                       description="Resolve, fetch, stage and bundle the environment of SPEC "
+                       "for the machine described by --target.")
+    p.add_argument("spec", type=Path, help="env.toml")
+    p.add_argument("--target", default="local",
+                   help="target.json from the probe, or `local` for this machine (default)")
+    p.add_argument("-o", "--output", type=Path, help="the bundle to write (default: NAME.run)")
+    p.add_argument("--level", type=int, default=6, choices=range(1, 10), metavar="1-9",
+                   help="gzip level (default 6)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=run)
+
+
+def report(result: PackResult) -> dict[str, Any]:
+    dists = sorted(result.tree.distributions, key=lambda d: -int(str(d["size"])))
+    return {
+        "bundle": str(result.bundle.path), "bundle_bytes": result.bundle.size,
+        "payload_sha256": result.bundle.payload_sha256,
+        "installed_bytes": result.tree.total_bytes, "files": result.bundle.file_count,
+        "python": result.lock.python_version, "platform": result.lock.platform_tag,
+        "downloaded_bytes": result.fetched.downloaded_bytes,
+        "cache_hits": result.fetched.cache_hits,
+        "packages": [{"name": d["name"], "version": d["version"], "installed_bytes": d["size"]}
+                     for d in dists],
+        "decisions": [{"what": d.what, "value": d.value, "why": d.why}
+                      for d in result.lock.decisions],
+        "warnings": list(result.warnings),
+    }
+
+
+def print_report(data: dict[str, Any]) -> None:
+    table = Table(title="largest packages", title_justify="left")
+    table.add_column("package")
+    table.add_column("version")
+    table.add_column("installed", justify="right")
+    for pkg in data["packages"][:10]:
+        table.add_row(pkg["name"], pkg["version"], f"{pkg['installed_bytes'] / 1e6:.1f} MB")
+    ui.out.print(table)
+    for warning in data["warnings"]:
+        ui.warn(warning)
+    ui.out.print(
+        f"\n[bold green]wrote[/] {data['bundle']}: {data['bundle_bytes'] / 1e6:.1f} MB, "
+        f"{data['installed_bytes'] / 1e6:.1f} MB installed, {data['files']} files, "
+        f"Python {data['python']} for {data['platform']}\n"
+        f"  sha256 of the payload: {data['payload_sha256']}\n"
+        f"  next: gapship try {data['bundle']}   (install it offline here first)\n"
+        f"        scp {data['bundle']} cluster:   then there: sh {Path(data['bundle']).name}"
+        " --prefix ~/envs/NAME")
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    target = resolve_target(args.target)
+    out = args.output or Path(f"{spec.name}.run")
+    result = pack(spec, target, out, level=args.level)
+    data = report(result)
+    if args.json:
+        sys.stdout.write(json.dumps(data, indent=1) + "\n")
+    else:
+        print_report(data)
+    return 0

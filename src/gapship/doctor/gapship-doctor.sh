@@ -1,0 +1,20 @@
+#!/bin/sh
+# gapship-doctor: prove this environment works on this node, or say why not.
+# The interpreter is checked here in sh first, so that even a python3 that cannot start
+# (GLIBC_x.y not found, missing libpython, wrong architecture) gets a clear cause.
+here=$(cd "$(dirname -- "$0")/.." && pwd -P)
+py="$here/bin/python3"
+if [ ! -e "$py" ]; then
+    echo "gapship-doctor: FAIL interpreter: $py is missing. Reinstall the bundle (sh NAME.run --prefix $here --force)." >&2
+    exit 2
+fi
+if ! err=$("$py" -I -c 'import sys' 2>&1); then
+    echo "gapship-doctor: FAIL interpreter: $py cannot start: $err" >&2
+    case $err in
+        *GLIBC_*) echo "  cause: the interpreter was built for a newer glibc than this node has; pack again with --target from this node's probe." >&2 ;;
+        *"cannot open shared object file"*) echo "  cause: a library the interpreter needs is missing from $here/lib; the install is incomplete, install the bundle again." >&2 ;;
+        *"Exec format error"*|*"cannot execute binary file"*) echo "  cause: the interpreter is for another CPU architecture than $(uname -m)." >&2 ;;
+    esac
+    exit 2
+fi
+exec "$py" -I "$here/gapship/doctor.py" --prefix "$here" "$@"

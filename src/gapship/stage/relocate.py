@@ -1,0 +1,142 @@
+"""Make the staged tree prefix-independent, and prove it with a scan.
+
+- console scripts get a /bin/sh trampoline that finds python3 beside the script;
+- ``_sysconfigdata*.py`` computes the interpreter's build prefix from ``sys.prefix``;
+- compiled-in C strings that hold the interpreter's source prefix are rewritten in place
+  (shorter, NUL padded);
+- a scan lists every file that still holds a builder path; the pack fails on any.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import re
+from pathlib import Path
+
+from gapship.errors import StageError
+
+# A file that is both a POSIX sh script and a Python script: sh execs the python3 found
+# beside the (resolved) script, Python reads the first lines as a string.
+TRAMPOLINE = (
+    "#!/bin/sh\n"
+    "'''exec' \"$(dirname -- \"$(readlink -f -- \"$0\" 2>/dev/null || echo \"$0\")\")/python3\""
+    " \"$0\" \"$@\"\n"
+    "' '''\n"
+)
+_PY_SHEBANG = re.compile(rb"^#!\s*(/\S*python[0-9.]*)\b[^\n]*\n")
+_SYSCONFIG_TOKEN = "@@GAPSHIP_BUILD_PREFIX@@"
+_SYSCONFIG_FOOTER = f"""
+# gapship: the build prefix is wherever this interpreter now lives.
+import sys as _gapship_sys
+build_time_vars = {{
+    _k: (_v.replace({_SYSCONFIG_TOKEN!r}, _gapship_sys.prefix) if isinstance(_v, str) else _v)
+    for _k, _v in build_time_vars.items()
+}}
+del _gapship_sys
+"""
+
+
+def rewrite_script(path: Path) -> bool:
+    """Replace an absolute python shebang with the relocatable trampoline. True if changed."""
+    with path.open("rb") as fh:
+        head = fh.read(512)
+    match = _PY_SHEBANG.match(head)
+    if not match:
+        return False
+    body = path.read_bytes()[match.end():]
+    tmp = path.with_name(path.name + ".gapship-tmp")
+    tmp.write_bytes(TRAMPOLINE.encode() + body)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+    return True
+
+
+def relocate_sysconfigdata(stdlib: Path, src_prefix: Path) -> list[Path]:
+    """Make ``_sysconfigdata*.py`` derive the build prefix from ``sys.prefix`` at import."""
+    changed = []
+    for path in sorted(stdlib.glob("_sysconfigdata*.py")):
+        text = path.read_text(encoding="utf-8")
+        if str(src_prefix) not in text:
+            continue
+        text = text.replace(str(src_prefix), _SYSCONFIG_TOKEN) + _SYSCONFIG_FOOTER
+        path.write_text(text, encoding="utf-8")
+        changed.append(path)
+    return changed
+
+
+def replace_c_strings(path: Path, old: bytes, new: bytes) -> int:
+    """Rewrite NUL-terminated strings that start with ``old`` to start with ``new``.
+
+    ``new`` must not be longer than ``old``; the freed bytes become NULs, so every string
+    keeps its place and length budget (conda's binary prefix replacement, without its
+    longer-prefix failure).
+    """
+    if len(new) > len(old):
+        raise ValueError("the replacement must not be longer than the original")
+    data = bytearray(path.read_bytes())
+    count = 0
+    start = data.find(old)
+    while start != -1:
+        end = data.find(b"\0", start)
+        if end == -1:
+            break
+        original = bytes(data[start:end])
+        updated = new + original[len(old):]
+        data[start:end] = updated + b"\0" * (len(original) - len(updated))
+        count += 1
+        start = data.find(old, start + 1)
+    if count:
+        tmp = path.with_name(path.name + ".gapship-tmp")
+        tmp.write_bytes(bytes(data))
+        os.chmod(tmp, path.stat().st_mode)
+        os.replace(tmp, path)
+    return count
+
+
+def neutral_prefix(old: bytes) -> bytes:
+    """A path that exists nowhere, no longer than ``old``."""
+    candidate = b"/gapship-moved"
+    return candidate if len(candidate) <= len(old) else b"/"
+
+
+def files_containing(root: Path, needles: list[bytes], skip: tuple[str, ...] = ()
+                     ) -> dict[str, list[str]]:
+    """Every regular file under ``root`` holding one of ``needles``: rel path -> needles."""
+    hits: dict[str, list[str]] = {}
+    needles = [n for n in needles if n]
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink() or not path.is_file() or path.relative_to(root).as_posix() in skip:
+            continue
+        size = path.stat().st_size
+        if size == 0:
+            continue
+        with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            found = [n.decode(errors="replace") for n in needles if mm.find(n) != -1]
+        if found:
+            hits[str(path.relative_to(root))] = found
+    return hits
+
+
+def check_no_builder_paths(root: Path, needles: list[bytes], skip: tuple[str, ...] = ()
+                           ) -> None:
+    """Fail the pack, listing the files, when any builder path remains in the tree."""
+    hits = files_containing(root, needles, skip)
+    if hits:
+        listed = "; ".join(f"{p} ({', '.join(n)})" for p, n in list(hits.items())[:20])
+        more = f" and {len(hits) - 20} more" if len(hits) > 20 else ""
+        raise StageError(
+            f"{len(hits)} files still hold a builder path: {listed}{more}.",
+            "These files would break once moved to the target; report this with the list.")
+
+
+def symlinks_escaping(root: Path) -> list[str]:
+    """Symlinks that are absolute or point outside ``root`` (they would dangle on the target)."""
+    bad = []
+    for path in root.rglob("*"):
+        if path.is_symlink():
+            target = os.readlink(path)
+            resolved = (path.parent / target).resolve()
+            if os.path.isabs(target) or not resolved.is_relative_to(root.resolve()):
+                bad.append(str(path.relative_to(root)))
+    return sorted(bad)
