@@ -33,7 +33,8 @@ def pack(spec: Spec, target: TargetInfo, out: Path, *, level: int = 6,
     python = find_host_python(spec.python)
     ui.step(f"resolving {len(spec.packages)} requirements for Python {python.version} on "
             f"{target.describe()}")
-    lock = plan(spec, target, python.version, "host")
+    # pip ships in every environment, so that `pip list` and `pip install --no-index` work there.
+    lock = plan(spec, target, python.version, "host", extra_requirements=("pip",))
     ui.step(f"{len(lock.files)} wheels, {lock.download_size / 1e6:.1f} MB to fetch")
     fetched = fetch(lock.files)
     ui.step(f"fetched {fetched.downloaded_bytes / 1e6:.1f} MB "

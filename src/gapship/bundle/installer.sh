@@ -8,6 +8,8 @@
 # POSIX sh (dash, bash, ksh, busybox ash); needs tail, gzip, tar, sha256sum and df.
 # The payload is verified before anything is written, streamed (memory does not grow with the
 # bundle), extracted beside the prefix and renamed into place only when complete.
+# zsh runs this as POSIX sh too (no NOMATCH errors, word splitting as sh)
+[ -n "${ZSH_VERSION-}" ] && emulate sh
 GAPSHIP_NAME=@NAME@
 GAPSHIP_VERSION=@VERSION@
 GAPSHIP_PYTHON=@PYTHON@
@@ -111,14 +113,15 @@ mkdir "$new" || die "cannot create $new"
 
 # tar -v names each file as it lands: count them for progress.
 progress() {
-    n=0; step=$((GAPSHIP_FILE_COUNT / 20 + 1))
+    n=0
+    if [ -t 2 ]; then step=$((GAPSHIP_FILE_COUNT / 100 + 1)); cr='\r'; else step=$((GAPSHIP_FILE_COUNT / 4 + 1)); cr='\n'; fi
     while read -r _line; do
         n=$((n + 1))
         if [ $((n % step)) = 0 ]; then
-            printf '\r  extracting: %d%% (%d/%d files)' $((n * 100 / GAPSHIP_FILE_COUNT)) "$n" "$GAPSHIP_FILE_COUNT" >&2
+            printf "$cr  extracting: %d%% (%d/%d files)" $((n * 100 / GAPSHIP_FILE_COUNT)) "$n" "$GAPSHIP_FILE_COUNT" >&2
         fi
     done
-    printf '\r  extracting: done (%d files)              \n' "$GAPSHIP_FILE_COUNT" >&2
+    printf "$cr  extracting: done (%d files)\n" "$GAPSHIP_FILE_COUNT" >&2
 }
 say "installing $GAPSHIP_NAME into $prefix ..."
 payload | gzip -dc | (cd "$new" && tar -xvf - 2>"$status.err"; echo $? > "$status") | progress

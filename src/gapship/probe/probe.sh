@@ -11,6 +11,8 @@
 # Test seam: files are read under $GAPSHIP_PROBE_ROOT (default: /), and commands are found on
 # PATH, so a recorded machine is replayed by a fixture root plus a fixture bin/ on PATH.
 
+# zsh runs this as POSIX sh too (no NOMATCH errors, word splitting as sh)
+[ -n "${ZSH_VERSION-}" ] && emulate sh
 PROBE_VERSION=1
 SCHEMA_VERSION=1
 R=${GAPSHIP_PROBE_ROOT:-}

@@ -1,0 +1,45 @@
+"""Shared test helpers: real tools, skipped locally when missing, failing in CI (CI=true)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip when a tool or resource is missing, except in CI where that is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI must provide this: {why}")
+    pytest.skip(why)
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    require(path is not None, f"{name} is not installed")
+    assert path is not None
+    return path
+
+
+def gapship(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "gapship.cli", *args], capture_output=True,
+                          text=True, check=False, **kwargs)  # type: ignore[call-overload]
+
+
+SHELLS = ["dash", "bash", "ksh", "zsh", "mksh", "busybox"]
+
+
+def shell_argv(name: str) -> list[str]:
+    """argv prefix that runs a script with the named shell (busybox as its ash)."""
+    path = require_tool(name)
+    return [path, "sh"] if name == "busybox" else [path]
