@@ -1,0 +1,175 @@
+"""The self-extracting installer, run by real shells on real bundles (small synthetic trees)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from gapship import activate
+from gapship.bundle import write_bundle
+from gapship.stage.manifest import MANIFEST, build_manifest, write_json
+from tests.conftest import SHELLS, shell_argv
+
+
+def make_tree(root: Path, name: str = "tiny", big: int = 0, marker: str = "one") -> Path:
+    (root / "bin").mkdir(parents=True)
+    py = root / "bin" / "python3"
+    py.write_text(f"#!/bin/sh\necho {marker}\n")
+    py.chmod(0o755)
+    (root / "gapship").mkdir()
+    (root / "gapship" / "name").write_text(name + "\n")
+    if big:
+        (root / "data.bin").write_bytes(os.urandom(big))
+    activate.install_target_files(root)
+    write_json(root / MANIFEST, build_manifest(root))
+    return root
+
+
+def bundle_of(tmp: Path, name: str = "tiny", big: int = 0, marker: str = "one") -> Path:
+    tree = make_tree(tmp / f"tree-{marker}", name, big, marker)
+    size = sum(f.stat().st_size for f in tree.rglob("*") if f.is_file())
+    return write_bundle(tree, tmp / f"{name}-{marker}.run", name=name, version="1.0",
+                        python="3.11.7", installed_bytes=size, level=1).path
+
+
+def install(bundle: Path, prefix: Path, *extra: str, shell: str = "dash"
+            ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*shell_argv(shell), str(bundle), "--prefix", str(prefix), *extra],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("shell", ["dash", "bash", "ksh", "busybox"])
+def test_installs_under_each_shell(tmp_path: Path, shell: str) -> None:
+    bundle = bundle_of(tmp_path)
+    prefix = tmp_path / "envs" / "tiny"
+    proc = install(bundle, prefix, shell=shell)
+    assert proc.returncode == 0, proc.stderr
+    assert (prefix / "bin" / "python3").read_text().endswith("echo one\n")
+    assert (prefix / "gapship" / "prefix").read_text() == f"{prefix}\n"
+    assert f"_gapship_prefix='{prefix}'" in (prefix / "activate").read_text()
+    assert not [p for p in prefix.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_one_changed_byte_is_fatal_and_nothing_is_written(tmp_path: Path) -> None:
+    bundle = bundle_of(tmp_path, big=200_000)
+    data = bytearray(bundle.read_bytes())
+    data[-1000] ^= 0xFF
+    bundle.write_bytes(bytes(data))
+    prefix = tmp_path / "envs" / "tiny"
+    proc = install(bundle, prefix)
+    assert proc.returncode != 0
+    assert "damaged" in proc.stderr and "again" in proc.stderr
+    assert not prefix.exists() and not prefix.parent.exists()
+
+
+def test_truncated_bundle_is_fatal(tmp_path: Path) -> None:
+    bundle = bundle_of(tmp_path, big=100_000)
+    bundle.write_bytes(bundle.read_bytes()[:-10])
+    proc = install(bundle, tmp_path / "p")
+    assert proc.returncode != 0 and "damaged" in proc.stderr and not (tmp_path / "p").exists()
+
+
+def test_existing_prefix_needs_force_and_force_replaces(tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    assert install(bundle_of(tmp_path, marker="one"), prefix).returncode == 0
+    second = bundle_of(tmp_path, marker="two")
+    refused = install(second, prefix)
+    assert refused.returncode != 0 and "--force" in refused.stderr
+    assert (prefix / "bin" / "python3").read_text().endswith("echo one\n")
+    assert install(second, prefix, "--force").returncode == 0
+    assert (prefix / "bin" / "python3").read_text().endswith("echo two\n")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_interrupted_forced_install_keeps_the_old_environment(tmp_path: Path) -> None:
+    prefix = tmp_path / "env"
+    assert install(bundle_of(tmp_path, marker="one"), prefix).returncode == 0
+    big = bundle_of(tmp_path, marker="two", big=300_000_000)
+    proc = subprocess.Popen(["dash", str(big), "--prefix", str(prefix), "--force"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while not any(p.name.startswith(".env.gapship-new") for p in tmp_path.iterdir()):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert proc.returncode != 0
+    assert (prefix / "bin" / "python3").read_text().endswith("echo one\n")
+    time.sleep(0.5)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".env")] == []
+
+
+def test_check_and_info_write_nothing(tmp_path: Path) -> None:
+    bundle = bundle_of(tmp_path)
+    check = subprocess.run(["dash", str(bundle), "--check"], capture_output=True, text=True,
+                           check=False)
+    assert check.returncode == 0 and "checksum ok" in check.stderr
+    info = subprocess.run(["dash", str(bundle), "--info"], capture_output=True, text=True,
+                          check=False)
+    assert "name: tiny" in info.stdout and "python: 3.11.7" in info.stdout
+
+
+def test_unknown_option_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(["dash", str(bundle_of(tmp_path)), "--bogus"], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1
+
+
+# ---- activation in real shells
+
+_SNAPSHOT = "env | LC_ALL=C sort > {out}; echo \"PS1=${{PS1-unset}}\" >> {out}"
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_activate_then_deactivate_restores_the_environment(tmp_path: Path, shell: str) -> None:
+    prefix = tmp_path / "it's here"   # a quote in the path must survive
+    assert install(bundle_of(tmp_path), prefix).returncode == 0
+    script = f"""
+PS1='$ '
+LD_LIBRARY_PATH='/opt/x:/y z'; export LD_LIBRARY_PATH
+PYTHONHOME=/somewhere; export PYTHONHOME
+{_SNAPSHOT.format(out='"$T/before"')}
+. "$P/activate"
+[ "$(python3)" = one ] || {{ echo "python3 is not the environment's"; exit 3; }}
+[ -z "${{PYTHONHOME+x}}" ] || exit 4
+[ "$GAPSHIP_PREFIX" = "$P" ] || exit 5
+case $PS1 in "(tiny) "*) ;; *) exit 6 ;; esac
+. "$P/activate"
+deactivate
+{_SNAPSHOT.format(out='"$T/after"')}
+"""
+    env = {"PATH": "/usr/bin:/bin", "P": str(prefix), "T": str(tmp_path), "HOME": str(tmp_path)}
+    proc = subprocess.run([*shell_argv(shell), "-c", script], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ignore = ("_=", "SHLVL=", "OLDPWD=", "PWD=")
+    def snap(name: str) -> list[str]:
+        return [ln for ln in (tmp_path / name).read_text().splitlines()
+                if not ln.startswith(ignore)]
+    assert snap("before") == snap("after")
+
+
+def test_moved_environment_refuses_then_rehome_fixes_it(tmp_path: Path) -> None:
+    prefix = tmp_path / "a" / "env"
+    assert install(bundle_of(tmp_path), prefix).returncode == 0
+    moved = tmp_path / "b"
+    moved.mkdir()
+    (prefix).rename(moved / "env")
+    new = moved / "env"
+    env = {"PATH": "/usr/bin:/bin"}
+    stale = subprocess.run(["dash", "-c", f'. "{new}/activate"'], capture_output=True,
+                           text=True, env=env, check=False)
+    assert stale.returncode != 0 and "gapship-rehome" in stale.stderr
+    rehome = subprocess.run(["dash", str(new / "bin" / "gapship-rehome")], capture_output=True,
+                            text=True, env=env, check=False)
+    assert rehome.returncode == 0, rehome.stderr
+    ok = subprocess.run(["dash", "-c", f'. "{new}/activate" && command -v python3'],
+                        capture_output=True, text=True, env=env, check=False)
+    assert ok.stdout.strip() == f"{new}/bin/python3"
