@@ -149,7 +149,8 @@ deactivate
     proc = subprocess.run([*shell_argv(shell), "-c", script], capture_output=True, text=True,
                           env=env, timeout=60, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    ignore = ("_=", "SHLVL=", "OLDPWD=", "PWD=")
+    # the shell's own bookkeeping (ksh93 exports _AST_FEATURES and A__z on its own)
+    ignore = ("_=", "SHLVL=", "OLDPWD=", "PWD=", "_AST_FEATURES=", "A__z=")
     def snap(name: str) -> list[str]:
         return [ln for ln in (tmp_path / name).read_text().splitlines()
                 if not ln.startswith(ignore)]
