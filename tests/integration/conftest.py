@@ -1,0 +1,68 @@
+"""Session fixtures: offline replicas (debootstrapped once, cached) and a real bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gapship.probe import probe_script
+from gapship.replica import Replica, replica, rootfs_dir
+from tests.conftest import gapship, require, require_tool
+
+SPEC = 'name = "demo"\npackages = ["numpy", "requests", "rich"]\n'
+
+
+def need_replica(release: str) -> None:
+    require_tool("bwrap")
+    require((rootfs_dir(release) / "bin" / "sh").exists()
+            or (os.geteuid() == 0 and shutil.which("debootstrap") is not None),
+            f"the {release} replica needs root and debootstrap to build once")
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("e2e")
+    (path / "env.toml").write_text(SPEC)
+    return path
+
+
+def probe_in(release: str, dest: Path) -> Path:
+    """Run probe.sh inside the replica, exactly as a user runs it on the target."""
+    need_replica(release)
+    with replica(release) as rep:
+        (rep.home / "probe.sh").write_text(probe_script())
+        proc = rep.run("sh probe.sh > target.json")
+        assert proc.returncode == 0, proc.stderr
+        shutil.copy(rep.home / "target.json", dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def trixie_target(work: Path) -> Path:
+    return probe_in("trixie", work / "trixie.json")
+
+
+@pytest.fixture(scope="session")
+def bullseye_target(work: Path) -> Path:
+    return probe_in("bullseye", work / "bullseye.json")
+
+
+@pytest.fixture(scope="session")
+def trixie_bundle(work: Path, trixie_target: Path) -> tuple[Path, dict[str, object]]:
+    out = work / "demo.run"
+    proc = gapship("pack", str(work / "env.toml"), "--target", str(trixie_target), "-o",
+                   str(out), "--json", "--level", "1")
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads(proc.stdout)
+
+
+@pytest.fixture()
+def trixie() -> Iterator[Replica]:
+    need_replica("trixie")
+    with replica("trixie") as rep:
+        yield rep

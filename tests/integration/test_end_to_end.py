@@ -1,0 +1,94 @@
+"""The whole journey: probe in a replica, pack for it, install offline as uid 1000, use it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from gapship.cache import cache_dir
+from gapship.replica import Replica
+from tests.conftest import gapship
+
+IMPORTS = "import numpy, requests, ssl, sqlite3, ctypes, lzma, bz2, readline, uuid, decimal"
+
+
+def test_trixie_install_use_move_rehome(trixie_bundle: tuple[Path, dict[str, object]],
+                                        trixie: Replica) -> None:
+    bundle, report = trixie_bundle
+    assert report["platform"] == "x86_64-manylinux_2_40"
+    script = f"""set -e
+[ "$(id -u)" = 1000 ] && [ "$(readlink /bin/sh)" = dash ]
+! touch /usr/x 2>/dev/null
+! command -v python3
+sh demo.run --prefix ~/envs/demo
+. ~/envs/demo/activate
+python -c "{IMPORTS}; print('imports ok')"
+pip --version >/dev/null
+gapship-doctor --json > doctor.json
+deactivate
+mv ~/envs/demo ~/envs/moved
+~/envs/moved/bin/gapship-rehome
+. ~/envs/moved/activate
+python -c "{IMPORTS}; import numpy; print(numpy.__file__)"
+gapship-doctor > doctor-moved.txt
+"""
+    proc = trixie.run(script, [(bundle, "/home/user/demo.run")])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "imports ok" in proc.stdout
+    assert "/home/user/envs/moved/lib/python3" in proc.stdout
+    doctor = json.loads((trixie.home / "doctor.json").read_text())
+    assert doctor["ok"] and all(c["status"] == "pass" for c in doctor["checks"])
+    assert {"numpy", "requests", "rich"} <= {c["name"].split()[0] for c in doctor["checks"]}
+    assert "0 failed" in (trixie.home / "doctor-moved.txt").read_text()
+    # no file of the installed tree names the builder
+    needles = [str(cache_dir()), str(Path(report["bundle"]).parent)]  # type: ignore[arg-type]
+    needles += ["/root/.pyenv"]
+    for needle in needles:
+        grep = subprocess.run(["grep", "-rlF", needle, str(trixie.home / "envs" / "moved")],
+                              capture_output=True, text=True, check=False)
+        assert grep.stdout == "", f"{needle} found in {grep.stdout}"
+
+
+def test_bullseye_is_refused_before_any_bundle_exists(work: Path, bullseye_target: Path) -> None:
+    out = work / "old.run"
+    proc = gapship("pack", str(work / "env.toml"), "--target", str(bullseye_target), "-o",
+                   str(out))
+    assert proc.returncode == 1
+    line = proc.stderr.strip().splitlines()[-2]
+    assert "needs GLIBC_2." in line and "the target has glibc 2.31" in line
+    assert "bin/python3" in line
+    assert "twin" in proc.stderr and "python-build-standalone" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() and not list(work.glob(".old.run*"))
+
+
+def test_second_pack_downloads_nothing(work: Path, trixie_target: Path,
+                                       trixie_bundle: tuple[Path, dict[str, object]]) -> None:
+    proc = gapship("pack", str(work / "env.toml"), "--target", str(trixie_target), "-o",
+                   str(work / "again.run"), "--json", "--level", "1")
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads(proc.stdout)
+    assert again["downloaded_bytes"] == 0
+    assert again["cache_hits"] == len(again["packages"])
+    assert again["packages"] == trixie_bundle[1]["packages"]
+
+
+def test_try_installs_and_checks_in_a_replica(
+        trixie_bundle: tuple[Path, dict[str, object]]) -> None:
+    proc = gapship("try", str(trixie_bundle[0]), "--os", "trixie", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["install_rc"] == 0 and result["doctor_rc"] == 0
+    assert result["doctor_report"]["ok"] is True
+
+
+def test_damaged_bundle_in_the_replica(trixie_bundle: tuple[Path, dict[str, object]],
+                                       trixie: Replica, work: Path) -> None:
+    data = bytearray(trixie_bundle[0].read_bytes())
+    data[len(data) // 2] ^= 0x01
+    bad = work / "bad.run"
+    bad.write_bytes(bytes(data))
+    proc = trixie.run("sh bad.run --prefix ~/envs/bad", [(bad, "/home/user/bad.run")])
+    assert proc.returncode != 0 and "damaged" in proc.stderr
+    assert not (trixie.home / "envs").exists()
