@@ -49,7 +49,7 @@ def _download(f: LockedFile, dest: Path, progress: ui.ByteProgress) -> int:
                 src = open(f.url.removeprefix("file://"), "rb")  # noqa: SIM115
             else:
                 req = urllib.request.Request(f.url, headers={"User-Agent": "gapship"})
-                src = urllib.request.urlopen(req, timeout=60)  # noqa: SIM115
+                src = urllib.request.urlopen(req, timeout=60)
             with src:
                 while chunk := src.read(_CHUNK):
                     out.write(chunk)

@@ -194,14 +194,12 @@ def try_bundle(bundle: Path, os_name: str = "host", keep: bool = False,
             return TryResult(os_name, prefix, installed.returncode, installed.stderr, None,
                              None, "")
         ui.step("activating it and running gapship-doctor")
-        doctored = rep.run(f'. "{prefix}/activate" && gapship-doctor --json', binds,
-                           timeout=timeout)
-        report = None
+        doctored = rep.run(f'. "{prefix}/activate" && gapship-doctor --report doctor.json',
+                           binds, timeout=timeout)
         try:
-            report = json.loads(doctored.stdout)
-        except json.JSONDecodeError:
-            pass
-        text = rep.run(f'. "{prefix}/activate" && gapship-doctor --quick', binds,
-                       timeout=timeout).stdout if report is not None else doctored.stdout
+            report = json.loads((rep.home / "doctor.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            report = None
+        text = doctored.stdout
         return TryResult(os_name, prefix, 0, installed.stderr, doctored.returncode, report,
                          text + doctored.stderr)

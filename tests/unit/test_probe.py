@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gapship.probe import load_target, parse_target, probe_script
 from gapship.errors import TargetError
+from gapship.probe import load_target, parse_target, probe_script
 from tests.conftest import SHELLS, gapship, shell_argv
 
 

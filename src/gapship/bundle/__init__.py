@@ -109,9 +109,14 @@ def write_bundle(root: Path, out: Path, *, name: str, version: str, python: str,
     if not (root / MANIFEST).is_file():
         raise BundleError(f"{root} has no {MANIFEST}; stage the tree first.")
     members = _members(root)
-    fields = {"name": name, "version": version, "python": python,
-              "installed_kb": installed_bytes // 1024 + 1, "file_count": len(members)}
-    placeholder = render_header(header_bytes=0, payload_bytes=0, sha256="0" * 64, **fields)
+
+    def header_for(header_bytes: int, payload_bytes: int, sha256: str) -> bytes:
+        return render_header(name=name, version=version, python=python,
+                             header_bytes=header_bytes, payload_bytes=payload_bytes,
+                             sha256=sha256, installed_kb=installed_bytes // 1024 + 1,
+                             file_count=len(members))
+
+    placeholder = header_for(0, 0, "0" * 64)
     header_bytes = len(placeholder)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.gapship-tmp")
@@ -131,8 +136,7 @@ def write_bundle(root: Path, out: Path, *, name: str, version: str, python: str,
                     else:
                         tar.addfile(info)
             gz.close()
-            header = render_header(header_bytes=header_bytes, payload_bytes=hashing.count,
-                                   sha256=hashing.digest.hexdigest(), **fields)
+            header = header_for(header_bytes, hashing.count, hashing.digest.hexdigest())
             if len(header) != header_bytes:
                 raise BundleError("the bundle header changed length; this is a gapship bug.")
             fh.seek(0)

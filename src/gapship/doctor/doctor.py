@@ -21,7 +21,7 @@ STDLIB_MODULES = ["ssl", "sqlite3", "ctypes", "lzma", "bz2", "zlib", "readline",
                   "decimal", "hashlib", "json", "multiprocessing", "curses"]
 
 
-class Check(object):
+class Check:
     def __init__(self, group, name, status, detail="", remedy=""):
         self.group = group
         self.name = name
@@ -35,7 +35,7 @@ class Check(object):
 
 
 def load_json(path):
-    with open(path, "r") as fh:
+    with open(path) as fh:
         return json.load(fh)
 
 
@@ -112,7 +112,7 @@ def check_interpreter(prefix):
     try:
         with open(os.path.join(prefix, "gapship", "prefix")) as fh:
             recorded = fh.read().strip()
-    except (IOError, OSError):
+    except OSError:
         pass
     if recorded is not None and os.path.realpath(recorded) != os.path.realpath(prefix):
         checks.append(Check("environment", "location", WARN,
@@ -129,7 +129,7 @@ def run_checks(prefix, timeout, quick):
     env_path = os.path.join(prefix, "gapship", "environment.json")
     try:
         environment = load_json(env_path)
-    except (IOError, OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:
         checks.append(Check("environment", "environment.json", FAIL, str(exc),
                             "The install is incomplete: install the bundle again."))
         environment = {"distributions": []}
@@ -171,6 +171,7 @@ def main(argv=None):
                                      description="Check that this environment works here.")
     parser.add_argument("--prefix", required=True, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE")
     parser.add_argument("--quick", action="store_true", help="skip the standard-library checks")
     parser.add_argument("--no-gpu", action="store_true", help="skip the GPU checks")
     parser.add_argument("--timeout", type=int, default=120, help="seconds per import (120)")
@@ -181,11 +182,14 @@ def main(argv=None):
         sys.stderr.write("gapship-doctor could not run: %s: %s\n" % (type(exc).__name__, exc))
         return 2
     failed = any(c.status == FAIL for c in checks)
+    report = {"schema_version": SCHEMA_VERSION, "prefix": args.prefix,
+              "python": "%d.%d.%d" % sys.version_info[:3],
+              "ok": not failed, "checks": [c.as_dict() for c in checks]}
+    if args.report:
+        with open(args.report, "w") as fh:
+            json.dump(report, fh, indent=1)
     if args.json:
-        json.dump({"schema_version": SCHEMA_VERSION, "prefix": args.prefix,
-                   "python": "%d.%d.%d" % sys.version_info[:3],
-                   "ok": not failed, "checks": [c.as_dict() for c in checks]},
-                  sys.stdout, indent=1)
+        json.dump(report, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         sys.stdout.write("gapship-doctor: %s\n" % args.prefix)

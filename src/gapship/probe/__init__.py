@@ -121,7 +121,8 @@ def load_target(path: Path) -> TargetInfo:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TargetError(f"{path}: not valid JSON (truncated or not a probe result: {exc.msg} "
-                          f"at line {exc.lineno}).", "Copy target.json from the target again.") from None
+                          f"at line {exc.lineno}).",
+                          "Copy target.json from the target again.") from None
     return parse_target(data, str(path))
 
 

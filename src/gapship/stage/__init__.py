@@ -165,9 +165,9 @@ def stage_environment(lock: Lock, python: PythonInstall, wheels: list[Path],
     ui.step("precompiling bytecode")
     # compileall exits 1 when a few files do not compile (test data in py2 syntax): those
     # simply stay uncompiled. Anything else means the interpreter itself failed.
-    proc = subprocess.run([str(exe), "-I", "-B", "-m", "compileall", "-q", "-j", "0", "-s", str(root),
-                           "-p", "/", str(root / "lib")], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run([str(exe), "-I", "-B", "-m", "compileall", "-q", "-j", "0",
+                           "-s", str(root), "-p", "/", str(root / "lib")],
+                          capture_output=True, text=True, check=False)
     if proc.returncode not in (0, 1):
         raise StageError(f"precompiling bytecode failed: {proc.stderr.strip()[-300:]}")
 

@@ -54,17 +54,19 @@ def read_elf(path: Path) -> ElfInfo | None:
             for section in elf.iter_sections():
                 if isinstance(section, DynamicSection):
                     for tag in section.iter_tags():
-                        if tag.entry.d_tag == "DT_NEEDED":
-                            needed.append(tag.needed)
-                        elif tag.entry.d_tag == "DT_SONAME":
-                            soname = tag.soname
-                        elif tag.entry.d_tag == "DT_RPATH":
-                            rpath += [p for p in tag.rpath.split(":") if p]
-                        elif tag.entry.d_tag == "DT_RUNPATH":
-                            runpath += [p for p in tag.runpath.split(":") if p]
+                        # pyelftools sets these attributes per tag kind; its stubs omit them
+                        kind = tag.entry.d_tag
+                        if kind == "DT_NEEDED":
+                            needed.append(tag.needed)  # type: ignore[attr-defined]
+                        elif kind == "DT_SONAME":
+                            soname = tag.soname  # type: ignore[attr-defined]
+                        elif kind == "DT_RPATH":
+                            rpath += [p for p in tag.rpath.split(":") if p]  # type: ignore[attr-defined]
+                        elif kind == "DT_RUNPATH":
+                            runpath += [p for p in tag.runpath.split(":") if p]  # type: ignore[attr-defined]
                 elif isinstance(section, GNUVerNeedSection):
                     for verneed, auxes in section.iter_versions():
-                        names = needs.setdefault(verneed.name, set())
+                        names = needs.setdefault(str(verneed.name), set())
                         names.update(aux.name for aux in auxes)
             return ElfInfo(path=path, soname=soname, needed=tuple(needed), rpath=tuple(rpath),
                            runpath=tuple(runpath),

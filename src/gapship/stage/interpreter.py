@@ -114,19 +114,17 @@ def _copy_tree(src: Path, dest: Path, top: Path) -> None:
     rules = _exclusions()
     skip_dirs = set(rules["dirs"])
 
+    def skip(directory: str, name: str) -> bool:
+        full = Path(directory, name)
+        if full.is_symlink() and not full.exists():
+            return True
+        if full.is_dir():
+            return name in skip_dirs or name.startswith(tuple(rules["dir_prefixes"]))
+        return (Path(directory).name == "lib-dynload"
+                and name.startswith(tuple(rules["dynload_prefixes"])))
+
     def ignore(directory: str, names: list[str]) -> set[str]:
-        skipped = set()
-        for name in names:
-            full = Path(directory, name)
-            if full.is_dir() and (name in skip_dirs or any(
-                    name.startswith(p) for p in rules["dir_prefixes"])):
-                skipped.add(name)
-            elif Path(directory).name == "lib-dynload" and any(
-                    name.startswith(p) for p in rules["dynload_prefixes"]):
-                skipped.add(name)
-            elif full.is_symlink() and not full.exists():
-                skipped.add(name)
-        return skipped
+        return {name for name in names if skip(directory, name)}
 
     shutil.copytree(src, dest, symlinks=False, ignore=ignore, dirs_exist_ok=True)
 

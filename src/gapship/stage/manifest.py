@@ -84,6 +84,7 @@ def distributions(site: Path) -> list[dict[str, Any]]:
         meta = (dist_info / "METADATA").read_text(encoding="utf-8", errors="replace")
         fields = dict(line.split(": ", 1) for line in meta.splitlines()[:20] if ": " in line)
         size = sum(s for _, s in _record_paths(dist_info))
-        out.append({"name": fields.get("Name", dist_info.name), "version": fields.get("Version", ""),
+        out.append({"name": fields.get("Name", dist_info.name),
+                    "version": fields.get("Version", ""),
                     "imports": import_names(dist_info), "size": size})
     return out
