@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -84,7 +83,3 @@ def fetch(files: tuple[LockedFile, ...]) -> FetchResult:
     return FetchResult(paths=tuple(cached_path(f) for f in files),
                        downloaded_bytes=downloaded, cache_hits=len(files) - len(missing))
 
-
-def copy_into(paths: tuple[Path, ...], directory: Path) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    return [Path(shutil.copy2(p, directory / p.name)) for p in paths]

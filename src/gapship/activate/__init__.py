@@ -6,8 +6,9 @@ installer and ``bin/gapship-rehome`` write activation files with no Python.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
+
+from gapship.shipped import install_shipped
 
 # file in this package -> place in the environment tree, and its mode
 TARGET_FILES = {
@@ -19,8 +20,4 @@ TARGET_FILES = {
 
 def install_target_files(root: Path) -> None:
     """Copy the activation machinery into a staged tree."""
-    for name, (rel, mode) in TARGET_FILES.items():
-        dest = root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(resources.files(__package__).joinpath(name).read_bytes())
-        dest.chmod(mode)
+    install_shipped(__package__, TARGET_FILES, root)

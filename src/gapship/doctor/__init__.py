@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
+
+from gapship.shipped import install_shipped
 
 TARGET_FILES = {
     "doctor.py": ("gapship/doctor.py", 0o644),
@@ -12,8 +13,4 @@ TARGET_FILES = {
 
 
 def install_target_files(root: Path) -> None:
-    for name, (rel, mode) in TARGET_FILES.items():
-        dest = root / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(resources.files(__package__).joinpath(name).read_bytes())
-        dest.chmod(mode)
+    install_shipped(__package__, TARGET_FILES, root)

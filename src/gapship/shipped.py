@@ -1,0 +1,15 @@
+"""Files shipped verbatim into every environment tree (installer helpers, doctor, rehome)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+
+def install_shipped(package: str, files: dict[str, tuple[str, int]], root: Path) -> None:
+    """Copy ``files`` (name in ``package`` -> (place in the tree, mode)) into ``root``."""
+    for name, (rel, mode) in files.items():
+        dest = root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(resources.files(package).joinpath(name).read_bytes())
+        dest.chmod(mode)
