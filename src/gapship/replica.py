@@ -9,6 +9,7 @@ machine's own root filesystem with the builder's files hidden, and needs no root
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -178,8 +179,6 @@ class TryResult:
 def try_bundle(bundle: Path, os_name: str = "host", keep: bool = False,
                timeout: float = 1800) -> TryResult:
     """Install ``bundle`` in a fresh offline replica as uid 1000, activate it, run the doctor."""
-    import json
-
     bundle = bundle.resolve()
     if not bundle.is_file():
         raise ReplicaError(f"{bundle}: no such bundle.", "Write one with `gapship pack`.")

@@ -105,7 +105,7 @@ def _exclusions() -> dict[str, list[str]]:
     return data
 
 
-def _copy_tree(src: Path, dest: Path, top: Path) -> None:
+def _copy_tree(src: Path, dest: Path) -> None:
     """Copy a stdlib directory, leaving out what the exclusion data names.
 
     Symlinks that stay inside ``src`` are kept as links; others are replaced by what they
@@ -142,5 +142,5 @@ def copy_interpreter(python: PythonInstall, stage: Path) -> Path:
             rel = libdir.relative_to(python.prefix)
         except ValueError:
             rel = Path("lib") / f"python{python.minor}"
-        _copy_tree(libdir, stage / rel, stage)
+        _copy_tree(libdir, stage / rel)
     return exe
