@@ -58,6 +58,39 @@ class LockedFile:
 
 
 @dataclass(frozen=True)
+class GpuPlan:
+    """The GPU stack the plan chose; written to PREFIX/gapship/gpu.json for the doctor.
+
+    ``cuda_source`` is "wheels" (NVIDIA's pip wheels) or "toolkit" (a local directory at
+    ``toolkit_path``, cuDNN from ``cudnn_path`` when it is elsewhere). ``archs`` are the
+    framework build's GPU architectures ("sm_80", "compute_90" for PTX), when known.
+    """
+
+    framework: str | None
+    framework_version: str | None
+    cuda: str | None
+    cudnn: str | None
+    cuda_source: str | None
+    min_driver: str | None
+    archs: tuple[str, ...] | None = None
+    toolkit_path: str | None = None
+    cudnn_path: str | None = None
+    nvcc: bool = False
+    ld_library_path: tuple[str, ...] = ()
+    xla_cuda_data_dir: bool = False
+
+    def doctor_json(self) -> dict[str, Any]:
+        """The facts the doctor compares the node with (gpu.json, schema 1)."""
+        major_minor = [int(p) for p in (self.cuda or "0.0").split(".")[:2]] + [0]
+        return {"schema_version": 1, "framework": self.framework, "cuda": self.cuda,
+                "cudnn": self.cudnn, "cuda_source": self.cuda_source,
+                "min_driver": self.min_driver,
+                "min_driver_cuda": major_minor[0] * 1000 + major_minor[1] * 10
+                if self.cuda else None,
+                "archs": list(self.archs) if self.archs is not None else None}
+
+
+@dataclass(frozen=True)
 class Lock:
     """What was planned is exactly what ships: every file, the interpreter, the platform."""
 
@@ -69,6 +102,7 @@ class Lock:
     requirements: tuple[str, ...]
     files: tuple[LockedFile, ...]
     decisions: tuple[Decision, ...] = field(default_factory=tuple)
+    gpu: GpuPlan | None = None
     lock_version: int = LOCK_VERSION
 
     @property
@@ -98,10 +132,18 @@ class Lock:
                 requirements=tuple(data["requirements"]),
                 files=tuple(LockedFile(**f) for f in data["files"]),
                 decisions=tuple(Decision(**d) for d in data.get("decisions", [])),
+                gpu=_gpu_from_json(data.get("gpu")),
             )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise SpecError(f"{source}: not a gapship lock ({exc}).",
                             "Write one with `gapship plan ... -o gapship.lock`.") from None
+
+
+def _gpu_from_json(data: dict[str, Any] | None) -> GpuPlan | None:
+    if data is None:
+        return None
+    return GpuPlan(**{**data, "archs": tuple(data["archs"]) if data.get("archs") is not None
+                      else None, "ld_library_path": tuple(data.get("ld_library_path", ()))})
 
 
 def manylinux_tags(glibc: tuple[int, ...], arch: str) -> list[str]:
