@@ -12,6 +12,27 @@ name=$(cat "$tree/gapship/name")
 sh_quote() { printf '%s' "$1" | sed "s/'/'\\\\''/g"; }
 sed_escape() { printf '%s' "$1" | sed 's/[\\&|]/\\&/g'; }
 
+# The GPU stack (gapship/activate.conf, prefix-relative, written at pack time): CUDA_HOME,
+# a dir for PATH, dirs for LD_LIBRARY_PATH, XLA's CUDA data dir.
+cuda= cuda_bin= ld= xla= gpu_vars=
+conf="$tree/gapship/activate.conf"
+if [ -f "$conf" ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+        val=$prefix/${line#*=}
+        case $line in
+            cuda_home=*) cuda=$val; gpu_vars="CUDA_HOME CUDA_PATH LD_LIBRARY_PATH" ;;
+            path=*) cuda_bin=$val ;;
+            ld_library_path=*) ld="$ld${ld:+:}$val" ;;
+            xla_cuda_data_dir=*) xla=$val; gpu_vars="$gpu_vars XLA_FLAGS" ;;
+        esac
+    done < "$conf"
+    case $prefix in
+        *:*) echo "gapship: $prefix holds ':', which PATH and LD_LIBRARY_PATH cannot name; install with another --prefix." >&2
+             exit 2 ;;
+        *' '*) [ -z "$xla" ] || echo "gapship: XLA_FLAGS cannot name $prefix (it holds a space), so JAX may not find ptxas; install with another --prefix if it fails." >&2 ;;
+    esac
+fi
+
 p_sh=$(sed_escape "$(sh_quote "$prefix")")
 n_sh=$(sed_escape "$(sh_quote "$name")")
 p_disp=$(sed_escape "$prefix" | tr '\n' ' ')
@@ -19,6 +40,11 @@ p_disp=$(sed_escape "$prefix" | tr '\n' ' ')
 tmp="$tree/activate.gapship-tmp"
 sed -e "s|__GAPSHIP_PREFIX__|$p_sh|g" -e "s|__GAPSHIP_NAME__|$n_sh|g" \
     -e "s|__GAPSHIP_PREFIX_DISPLAY__|$p_disp|g" \
+    -e "s|__GAPSHIP_CUDA_HOME__|$(sed_escape "$(sh_quote "$cuda")")|g" \
+    -e "s|__GAPSHIP_CUDA_BIN__|$(sed_escape "$(sh_quote "$cuda_bin")")|g" \
+    -e "s|__GAPSHIP_LD_LIBRARY_PATH__|$(sed_escape "$(sh_quote "$ld")")|g" \
+    -e "s|__GAPSHIP_XLA_DATA_DIR__|$(sed_escape "$(sh_quote "$xla")")|g" \
+    -e "s|__GAPSHIP_GPU_VARS__|$gpu_vars|g" \
     "$tree/gapship/activation/activate.sh.in" > "$tmp"
 mv -f "$tmp" "$tree/activate"
 printf '%s\n' "$prefix" > "$tree/gapship/prefix.tmp"
