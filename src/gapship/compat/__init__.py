@@ -34,6 +34,11 @@ def vtuple(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split("."))
 
 
+def driver_text(version: tuple[int, ...]) -> str:
+    """(450, 80, 2) -> "450.80.02": NVIDIA writes the parts after the branch with two digits."""
+    return ".".join([str(version[0]), *(f"{p:02d}" for p in version[1:])])
+
+
 def cc_of_arch(arch: str) -> tuple[int, int]:
     """"sm_86" -> (8, 6); "sm_100" -> (10, 0)."""
     digits = _ARCH.match(arch)
@@ -218,7 +223,8 @@ class _Reader:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        text = resources.files(__package__).joinpath("data").joinpath(name).read_text(encoding="utf-8")
+        data = resources.files(__package__).joinpath("data")
+        text = data.joinpath(name).read_text(encoding="utf-8")
         self.doc: dict[str, Any] = json.loads(text)
         if self.doc.get("schema_version") != SCHEMA_VERSION:
             self.fail("the file", f"schema_version is not {SCHEMA_VERSION}")

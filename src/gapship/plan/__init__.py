@@ -7,22 +7,29 @@ full tag list, so what ships is exactly what the lock names.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
-import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from packaging import tags
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.specifiers import Specifier
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from gapship.cache import cache_dir
-from gapship.errors import ResolveError, SpecError
+from gapship.compat import CompatData, driver_text, vtuple
+from gapship.compat import load as load_compat
+from gapship.errors import ResolveError
+from gapship.plan.gpu import decide as gpu_decide
+from gapship.plan.types import Decision, GpuPlan, Lock, LockedFile
+
+__all__ = ["Decision", "GpuPlan", "Lock", "LockedFile", "plan", "resolve", "uv_bin", "uv_env"]
 from gapship.probe import TargetInfo
 from gapship.spec import Spec
 
@@ -31,119 +38,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-LOCK_VERSION = 1
 # manylinux tags older than the PEP 600 names, and the glibc each one means.
 _LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One choice the plan made: what, the value, and why."""
-
-    what: str
-    value: str
-    why: str
-
-
-@dataclass(frozen=True)
-class LockedFile:
-    """One wheel that ships: exactly this file, checked by sha256."""
-
-    name: str
-    version: str
-    filename: str
-    url: str
-    sha256: str
-    size: int
-
-
-@dataclass(frozen=True)
-class GpuPlan:
-    """The GPU stack the plan chose; written to PREFIX/gapship/gpu.json for the doctor.
-
-    ``cuda_source`` is "wheels" (NVIDIA's pip wheels) or "toolkit" (a local directory at
-    ``toolkit_path``, cuDNN from ``cudnn_path`` when it is elsewhere). ``archs`` are the
-    framework build's GPU architectures ("sm_80", "compute_90" for PTX), when known.
-    """
-
-    framework: str | None
-    framework_version: str | None
-    cuda: str | None
-    cudnn: str | None
-    cuda_source: str | None
-    min_driver: str | None
-    archs: tuple[str, ...] | None = None
-    toolkit_path: str | None = None
-    cudnn_path: str | None = None
-    nvcc: bool = False
-    ld_library_path: tuple[str, ...] = ()
-    xla_cuda_data_dir: bool = False
-
-    def doctor_json(self) -> dict[str, Any]:
-        """The facts the doctor compares the node with (gpu.json, schema 1)."""
-        major_minor = [int(p) for p in (self.cuda or "0.0").split(".")[:2]] + [0]
-        return {"schema_version": 1, "framework": self.framework, "cuda": self.cuda,
-                "cudnn": self.cudnn, "cuda_source": self.cuda_source,
-                "min_driver": self.min_driver,
-                "min_driver_cuda": major_minor[0] * 1000 + major_minor[1] * 10
-                if self.cuda else None,
-                "archs": list(self.archs) if self.archs is not None else None}
-
-
-@dataclass(frozen=True)
-class Lock:
-    """What was planned is exactly what ships: every file, the interpreter, the platform."""
-
-    name: str
-    env_version: str
-    python_version: str
-    python_source: str
-    platform_tag: str
-    requirements: tuple[str, ...]
-    files: tuple[LockedFile, ...]
-    decisions: tuple[Decision, ...] = field(default_factory=tuple)
-    gpu: GpuPlan | None = None
-    lock_version: int = LOCK_VERSION
-
-    @property
-    def python_minor(self) -> str:
-        return ".".join(self.python_version.split(".")[:2])
-
-    @property
-    def download_size(self) -> int:
-        return sum(f.size for f in self.files)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str, source: str = "gapship.lock") -> Lock:
-        try:
-            data: dict[str, Any] = json.loads(text)
-            if data.get("lock_version") != LOCK_VERSION:
-                raise SpecError(f"{source}: lock_version {data.get('lock_version')!r} is not "
-                                f"{LOCK_VERSION}.", "Plan again with this gapship.")
-            return cls(
-                name=data["name"],
-                env_version=data["env_version"],
-                python_version=data["python_version"],
-                python_source=data["python_source"],
-                platform_tag=data["platform_tag"],
-                requirements=tuple(data["requirements"]),
-                files=tuple(LockedFile(**f) for f in data["files"]),
-                decisions=tuple(Decision(**d) for d in data.get("decisions", [])),
-                gpu=_gpu_from_json(data.get("gpu")),
-            )
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise SpecError(f"{source}: not a gapship lock ({exc}).",
-                            "Write one with `gapship plan ... -o gapship.lock`.") from None
-
-
-def _gpu_from_json(data: dict[str, Any] | None) -> GpuPlan | None:
-    if data is None:
-        return None
-    return GpuPlan(**{**data, "archs": tuple(data["archs"]) if data.get("archs") is not None
-                      else None, "ld_library_path": tuple(data.get("ld_library_path", ()))})
 
 
 def manylinux_tags(glibc: tuple[int, ...], arch: str) -> list[str]:
@@ -212,9 +108,18 @@ def _uv_error(stderr: str) -> str:
     return (causes or errors or lines or ["uv failed without a message"])[-1]
 
 
-def resolve(requirements: tuple[str, ...], python_version: str, target: TargetInfo
-            ) -> tuple[tuple[LockedFile, ...], str]:
-    """Resolve requirements for the target with uv; return the chosen wheels and the tag."""
+@dataclass(frozen=True)
+class Resolution:
+    files: tuple[LockedFile, ...]
+    platform: str
+    built_from_source: tuple[str, ...]
+
+
+def resolve(requirements: tuple[str, ...], python_version: str, target: TargetInfo,
+            indexes: tuple[str, ...] = (), constraints: tuple[str, ...] = ()) -> Resolution:
+    """Resolve requirements for the target with uv: its Python, a manylinux tag its glibc
+    allows, binary wheels only (a package with no wheel at all for an old Python may come as
+    a source archive, built into a pure-Python wheel at pack time)."""
     if target.libc_family != "glibc" or not target.glibc_version:
         raise ResolveError(
             f"the target's C library is {target.libc_family or 'unknown'}; gapship ships "
@@ -223,26 +128,42 @@ def resolve(requirements: tuple[str, ...], python_version: str, target: TargetIn
     arch = target.arch or "x86_64"
     platform = uv_platform(target.glibc_version, arch)
     if not requirements:
-        return (), platform
+        return Resolution((), platform, ())
+    source_ok: list[str] = []
     with tempfile.TemporaryDirectory(prefix="gapship-resolve-") as tmp:
         req = Path(tmp, "requirements.in")
         req.write_text("\n".join(requirements) + "\n", encoding="utf-8")
+        cons = Path(tmp, "constraints.txt")
+        cons.write_text("\n".join(constraints) + "\n", encoding="utf-8")
         out = Path(tmp, "pylock.toml")
-        cmd = [uv_bin(), "pip", "compile", str(req), "--python-version", python_version,
-               "--python-platform", platform, "--only-binary", ":all:",
-               "--format", "pylock.toml", "-o", str(out), "--no-header", "--quiet"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=uv_env(), check=False)
-        if proc.returncode != 0:
+        while True:
+            cmd = [uv_bin(), "pip", "compile", str(req), "-c", str(cons),
+                   "--python-version", python_version, "--python-platform", platform,
+                   "--only-binary", ":all:", "--format", "pylock.toml", "-o", str(out),
+                   "--no-header", "--quiet"]
+            for name in source_ok:
+                cmd += ["--no-binary", name]
+            for url in indexes:
+                cmd += ["--extra-index-url", url]
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=uv_env(),
+                                  check=False)
+            if proc.returncode == 0:
+                break
+            needs_source = re.search(r"Wheels are required for `([^`]+)`", proc.stderr)
+            if needs_source and needs_source.group(1) not in source_ok and len(source_ok) < 8:
+                source_ok.append(needs_source.group(1))
+                continue
             raise ResolveError(
                 f"cannot resolve {', '.join(requirements)} for Python {python_version} on "
                 f"{platform}: {_uv_error(proc.stderr)}",
                 "Check the package names and versions, or relax a constraint.")
         pylock = tomllib.loads(out.read_text(encoding="utf-8"))
     wanted = target_tags(python_version, target.glibc_version, arch)
-    return tuple(_choose_wheel(p, wanted) for p in pylock.get("packages", [])), platform
+    files = tuple(_choose_file(p, wanted) for p in pylock.get("packages", []))
+    return Resolution(files, platform, tuple(source_ok))
 
 
-def _choose_wheel(package: dict[str, Any], wanted: list[tags.Tag]) -> LockedFile:
+def _choose_file(package: dict[str, Any], wanted: list[tags.Tag]) -> LockedFile:
     rank = {t: i for i, t in enumerate(wanted)}
     best: tuple[int, dict[str, Any]] | None = None
     for wheel in package.get("wheels", []):
@@ -254,6 +175,9 @@ def _choose_wheel(package: dict[str, Any], wanted: list[tags.Tag]) -> LockedFile
         score = min((rank[t] for t in wheel_tags if t in rank), default=None)
         if score is not None and (best is None or score < best[0]):
             best = (score, {**wheel, "name": filename})
+    if best is None and "sdist" in package:
+        sdist = package["sdist"]
+        best = (0, {**sdist, "name": sdist.get("name") or sdist["url"].rsplit("/", 1)[-1]})
     if best is None:
         raise ResolveError(f"{package['name']} {package.get('version', '')}: no wheel fits the "
                            "target's Python and glibc.", "Pin another version of it.")
@@ -263,20 +187,163 @@ def _choose_wheel(package: dict[str, Any], wanted: list[tags.Tag]) -> LockedFile
                       sha256=wheel["hashes"]["sha256"], size=int(wheel.get("size") or 0))
 
 
+def cpu_constraints(target: TargetInfo, compat: CompatData) -> tuple[list[str], list[Decision]]:
+    """Constraints that keep out releases this CPU cannot run (verified facts only)."""
+    flags = set(target.cpu_flags)
+    out: list[str] = []
+    decisions: list[Decision] = []
+    if not flags:
+        return out, decisions
+    for need in compat.cpu_needs:
+        missing = [f for f in need.flags if f not in flags]
+        if not need.fact.verified or not missing:
+            continue
+        negated = [_negate(s) for s in need.versions]
+        if any(n is None for n in negated):
+            continue
+        constraint = f"{need.distribution}{','.join(n for n in negated if n)}"
+        out.append(constraint)
+        decisions.append(Decision(f"{need.distribution} releases", constraint,
+                                  f"{need.reason}; this CPU lacks {', '.join(missing)}",
+                                  "compat data: " + compat.source(need.fact.source)))
+    return out, decisions
+
+
+def _negate(spec: Specifier) -> str | None:
+    """The constraint that keeps a simple specifier's versions out: >=X -> <X, ==X.* -> !=X.*."""
+    if spec.operator == ">=":
+        return f"<{spec.version}"
+    if spec.operator == "==" and spec.version.endswith(".*"):
+        return f"!={spec.version}"
+    return None
+
+
+def _nvidia_lib_dir(name: str, site: str) -> str | None:
+    """Where an NVIDIA wheel puts its libraries: nvidia-cublas-cu12 -> nvidia/cublas/lib."""
+    m = re.match(r"^nvidia-(.+?)(-cu(\d+))?$", name)
+    if not m:
+        return None
+    if m.group(2) is None:  # CUDA 13 toolkit wheels share one directory
+        return f"{site}/nvidia/cu13/lib"
+    return f"{site}/nvidia/{m.group(1).replace('-', '_')}/lib"
+
+
+def _cuda_of_files(files: tuple[LockedFile, ...]) -> tuple[str | None, str | None]:
+    """The CUDA runtime and cuDNN versions the resolved NVIDIA wheels carry."""
+    cuda = cudnn = None
+    for f in files:
+        name = canonicalize_name(f.name)
+        if re.match(r"^nvidia-cuda-runtime(-cu\d+)?$", name):
+            cuda = ".".join(f.version.split(".")[:2])
+        elif re.match(r"^nvidia-cudnn(-cu\d+)?$", name):
+            cudnn = f.version
+    return cuda, cudnn
+
+
+def _excluded(files: tuple[LockedFile, ...], patterns: tuple[str, ...]
+              ) -> tuple[tuple[LockedFile, ...], list[str]]:
+    keep, dropped = [], []
+    for f in files:
+        if any(fnmatch.fnmatch(canonicalize_name(f.name), canonicalize_name(p).replace("-*", "*")
+                               ) or fnmatch.fnmatch(f.name, p) for p in patterns):
+            dropped.append(f.name)
+        else:
+            keep.append(f)
+    return tuple(keep), dropped
+
+
 def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str,
-         extra_requirements: tuple[str, ...] = ()) -> Lock:
-    """Decide and resolve; pure apart from the resolver call."""
-    requirements = tuple(spec.packages) + tuple(
-        r for r in extra_requirements if r not in spec.packages)
-    files, platform = resolve(requirements, python_version, target)
-    decisions = (
+         extra_requirements: tuple[str, ...] = (),
+         local_toolkit: tuple[str, str | None] | None = None) -> Lock:
+    """Decide (Python, platform, GPU stack, CPU limits) and resolve the exact files.
+
+    ``local_toolkit`` is the (CUDA, cuDNN) version of env.toml's cuda.path, when given.
+    """
+    compat = load_compat()
+    decisions: list[Decision] = [
         Decision("python", python_version,
                  f"from the {python_source} interpreter"
-                 + (f" (env.toml asks for {spec.python})" if spec.python else "")),
-        Decision("platform", platform,
-                 f"the target has glibc {target.glibc}: wheels up to manylinux_2_"
-                 f"{target.glibc_version[1] if target.glibc_version else '?'} fit"),
-    )
+                 + (f" (env.toml asks for {spec.python})" if spec.python else ""),
+                 "env.toml" if spec.python else python_source)]
+    warnings: list[str] = []
+    requirements = list(spec.packages)
+    indexes = list(spec.indexes)
+    gpu: GpuPlan | None = None
+    if spec.framework_family:
+        choice = gpu_decide(spec, target, python_version, compat, local_toolkit)
+        requirements = [*choice.requirements, *requirements]
+        indexes += [i for i in choice.indexes if i not in indexes]
+        decisions += choice.decisions
+        warnings += choice.warnings
+        gpu = choice.gpu
+    constraints, cpu_decisions = cpu_constraints(target, compat)
+    decisions += cpu_decisions
+    requirements += [r for r in extra_requirements if r not in requirements]
+    if spec.cuda.nvcc and spec.cuda.path is None and gpu is not None and gpu.cuda:
+        major, minor = gpu.cuda.split(".")[:2]
+        nvcc = f"nvidia-cuda-nvcc-cu{major}" if int(major) < 13 else "nvidia-cuda-nvcc"
+        requirements.append(f"{nvcc}=={major}.{minor}.*")
+    resolution = resolve(tuple(requirements), python_version, target, tuple(indexes),
+                         tuple(constraints))
+    decisions.insert(1, Decision(
+        "platform", resolution.platform,
+        f"the target has glibc {target.glibc}: wheels up to manylinux_2_"
+        f"{target.glibc_version[1] if target.glibc_version else '?'} fit", "target.json"))
+    files, dropped = _excluded(resolution.files, spec.exclude)
+    if dropped:
+        warnings.append(f"left out by env.toml's exclude: {', '.join(dropped)}; "
+                        + ("the framework may import them" if spec.framework else
+                           "packages that need them will fail to import"))
+    if resolution.built_from_source:
+        warnings.append(f"no wheel for Python {python_version}: "
+                        f"{', '.join(resolution.built_from_source)} will be built from source "
+                        "at pack time (pure Python only)")
+    gpu, more = _gpu_from_wheels(gpu, files, python_version, spec, compat, target)
+    decisions += more
     return Lock(name=spec.name, env_version=spec.version, python_version=python_version,
-                python_source=python_source, platform_tag=platform,
-                requirements=requirements, files=files, decisions=decisions)
+                python_source=python_source, platform_tag=resolution.platform,
+                requirements=tuple(requirements), files=files, decisions=tuple(decisions),
+                gpu=gpu, warnings=tuple(warnings), indexes=tuple(indexes))
+
+
+def _gpu_from_wheels(gpu: GpuPlan | None, files: tuple[LockedFile, ...], python_version: str,
+                     spec: Spec, compat: CompatData, target: TargetInfo
+                     ) -> tuple[GpuPlan | None, list[Decision]]:
+    """Confirm the CUDA the resolved wheels really carry, and where their libraries go."""
+    cuda, cudnn = _cuda_of_files(files)
+    decisions: list[Decision] = []
+    if cuda is None and (gpu is None or gpu.cuda_source != "wheels"):
+        return gpu, decisions
+    if gpu is None:
+        row = compat.toolkit(cuda) if cuda else None
+        gpu = GpuPlan(framework=None, framework_version=None, cuda=cuda, cudnn=cudnn,
+                      cuda_source="wheels",
+                      min_driver=driver_text(row.min_driver) if row else None,
+                      nvcc=spec.cuda.nvcc)
+        decisions.append(Decision("CUDA", f"{cuda} (PyPI wheels)",
+                                  "the NVIDIA runtime wheel in the packages", "resolution"))
+    elif cuda and gpu.cuda and cuda != ".".join(gpu.cuda.split(".")[:2]):
+        decisions.append(Decision("CUDA", cuda, f"the resolved nvidia-cuda-runtime wheel (the "
+                                  f"compat data expected {gpu.cuda})", "resolution"))
+        row = compat.toolkit(cuda)
+        gpu = replace(gpu, cuda=cuda, min_driver=driver_text(row.min_driver)
+                      if row else gpu.min_driver)
+    if cudnn and gpu.cudnn != cudnn:
+        gpu = replace(gpu, cudnn=cudnn)
+    framework = next((f for f in files if gpu.framework and canonicalize_name(f.name) in
+                      ("torch", "tensorflow", "tensorflow-gpu", "jax")), None)
+    if framework is not None:
+        gpu = replace(gpu, framework_version=framework.version)
+    site = f"lib/python{'.'.join(python_version.split('.')[:2])}/site-packages"
+    if gpu.framework == "tensorflow" and gpu.cuda_source == "wheels":
+        # TensorFlow finds NVIDIA's wheels only through LD_LIBRARY_PATH.
+        dirs = sorted({d for f in files if (d := _nvidia_lib_dir(canonicalize_name(f.name),
+                                                                  site))})
+        gpu = replace(gpu, ld_library_path=tuple(dirs))
+    driver = target.raw.get("nvidia", {}).get("driver_version") or spec.compute.driver
+    if driver and gpu.min_driver and re.match(r"^\d+(\.\d+)*$", driver) and vtuple(driver) < \
+            vtuple(gpu.min_driver):
+        raise ResolveError(f"the resolved wheels carry CUDA {gpu.cuda}, which needs driver >= "
+                           f"{gpu.min_driver}; the target's driver is {driver}.",
+                           "Pin an older framework or CUDA (cuda = \"11.8\") in env.toml.")
+    return gpu, decisions
