@@ -19,7 +19,7 @@ from gapship.cache import cache_dir
 from gapship.errors import StageError
 from gapship.plan import Lock, uv_bin, uv_env
 from gapship.probe import TargetInfo
-from gapship.stage import glibc, graft, manifest, relocate
+from gapship.stage import cuda, glibc, graft, manifest, relocate
 from gapship.stage.elf import iter_elf_files
 from gapship.stage.interpreter import PythonInstall, copy_interpreter
 
@@ -145,6 +145,8 @@ def stage_environment(lock: Lock, python: PythonInstall, wheels: list[Path],
     site = _site_packages(root, exe)
     ui.step(f"installing {len(wheels)} wheels into {site.relative_to(root)}")
     _install_wheels(lock, wheels, site, root)
+    if lock.gpu is not None:
+        warnings += cuda.stage_gpu(lock.gpu, root, site)
     for script in sorted((root / "bin").iterdir()):
         if script.is_file() and not script.is_symlink():
             relocate.rewrite_script(script)
