@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gapship import ui
 from gapship.bundle import BundleInfo, write_bundle
 from gapship.cache import cache_dir
-from gapship.fetch import FetchResult, fetch
+from gapship.errors import CompatError
+from gapship.fetch import FetchResult, fetch, installed_sizes
 from gapship.plan import Lock, plan
 from gapship.probe import TargetInfo
 from gapship.spec import Spec
 from gapship.stage import StagedTree, stage_environment
-from gapship.stage.interpreter import find_host_python
+from gapship.stage.cuda import read_toolkit_versions
+from gapship.stage.interpreter import PythonInstall, find_host_python
+from gapship.stage.sdist import build_pure_wheels
 
 
 @dataclass(frozen=True)
@@ -27,23 +30,69 @@ class PackResult:
     warnings: tuple[str, ...]
 
 
-def pack(spec: Spec, target: TargetInfo, out: Path, *, level: int = 6,
-         keep_tree: Path | None = None) -> PackResult:
-    """Build ``out`` for ``target``. Nothing is written at ``out`` unless every check passed."""
-    python = find_host_python(spec.python)
-    ui.step(f"resolving {len(spec.packages)} requirements for Python {python.version} on "
-            f"{target.describe()}")
+def choose_python(spec: Spec, target: TargetInfo) -> tuple[PythonInstall, str]:
+    """The interpreter to ship and the name of its source."""
+    return find_host_python(spec.python), "host"
+
+
+def python_for_lock(lock: Lock) -> PythonInstall:
+    """The interpreter a lock was planned with."""
+    return find_host_python(lock.python_minor)
+
+
+def local_toolkit_versions(spec: Spec) -> tuple[str, str | None] | None:
+    """(CUDA, cuDNN) of env.toml's local toolkit directories, when it names them."""
+    if spec.cuda.path is None:
+        return None
+    found = read_toolkit_versions(Path(spec.cuda.path).expanduser(),
+                                  Path(spec.cudnn.path).expanduser() if spec.cudnn.path else None)
+    return found.cuda, found.cudnn
+
+
+def plan_spec(spec: Spec, target: TargetInfo) -> tuple[Lock, PythonInstall]:
+    """Plan a spec for a target: the lock, and the interpreter it was planned with."""
+    python, source = choose_python(spec, target)
+    ui.step(f"planning for Python {python.version} ({source}) on {target.describe()}")
     # pip ships in every environment, so that `pip list` and `pip install --no-index` work there.
-    lock = plan(spec, target, python.version, "host", extra_requirements=("pip",))
-    ui.step(f"{len(lock.files)} wheels, {lock.download_size / 1e6:.1f} MB to fetch")
+    lock = plan(spec, target, python.version, source, extra_requirements=("pip",),
+                local_toolkit=local_toolkit_versions(spec))
+    sizes = installed_sizes(lock.files)
+    lock = replace(lock, files=tuple(replace(f, installed_size=sizes.get(f.sha256))
+                                     for f in lock.files))
+    free_kb = target.home_free_kb
+    if free_kb is not None and lock.installed_size > free_kb * 1024 * 0.8:
+        lock = replace(lock, warnings=(*lock.warnings, (
+            f"little free space: the packages unpack to {lock.installed_size / 1e9:.2f} GB and "
+            f"the target's home has {free_kb / 1e6:.2f} GB free; install on scratch with "
+            "--prefix, or leave out what you do not need (exclude = [...])")))
+    return lock, python
+
+
+def pack(spec: Spec | Lock, target: TargetInfo, out: Path, *, level: int = 6,
+         keep_tree: Path | None = None) -> PackResult:
+    """Build ``out`` for ``target`` from a spec, or exactly from a lock that `gapship plan`
+    wrote. Nothing is written at ``out`` unless every check passed."""
+    if isinstance(spec, Lock):
+        lock, python = spec, python_for_lock(spec)
+    else:
+        lock, python = plan_spec(spec, target)
+    if lock.gpu is not None and lock.gpu.cuda_source == "toolkit" and not lock.gpu.toolkit_path:
+        raise CompatError(f"{lock.gpu.framework} {lock.gpu.framework_version} needs CUDA "
+                          f"{lock.gpu.cuda} and cuDNN {lock.gpu.cudnn}, and no wheel provides "
+                          "them.", "Name a local toolkit in env.toml: cuda = { path = "
+                          f"\"/usr/local/cuda-{lock.gpu.cuda}\" }} and cudnn = {{ path = ... }}.")
+    for warning in lock.warnings:
+        ui.warn(warning)
+    ui.step(f"{len(lock.files)} files, {lock.download_size / 1e6:.1f} MB to fetch")
     fetched = fetch(lock.files)
     ui.step(f"fetched {fetched.downloaded_bytes / 1e6:.1f} MB "
             f"({fetched.cache_hits} of {len(lock.files)} files from the cache)")
+    wheels = build_pure_wheels(list(fetched.paths))
     work_parent = cache_dir() / "stage"
     work_parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=work_parent))
+    work = Path(tempfile.mkdtemp(prefix=f"{lock.name}-", dir=work_parent))
     try:
-        tree = stage_environment(lock, python, list(fetched.paths), target, work)
+        tree = stage_environment(lock, python, wheels, target, work)
         warnings = list(tree.warnings)
         if target.home_free_kb is not None and tree.total_bytes // 1024 > target.home_free_kb:
             warnings.append(f"the environment needs {tree.total_bytes / 1e9:.2f} GB; the "

@@ -12,15 +12,16 @@ from rich.table import Table
 
 from gapship import ui
 from gapship.pack import PackResult, pack
+from gapship.plan import Lock
 from gapship.probe import resolve_target
-from gapship.spec import load_spec
+from gapship.spec import Spec, load_spec
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("pack", help="build a self-extracting bundle for the target",
                        description="Resolve, fetch, stage and bundle the environment of SPEC "
                        "for the machine described by --target.")
-    p.add_argument("spec", type=Path, help="env.toml")
+    p.add_argument("spec", type=Path, help="env.toml, or a lock written by `gapship plan -o`")
     p.add_argument("--target", default="local",
                    help="target.json from the probe, or `local` for this machine (default)")
     p.add_argument("-o", "--output", type=Path, help="the bundle to write (default: NAME.run)")
@@ -67,8 +68,19 @@ def print_report(data: dict[str, Any]) -> None:
         " --prefix ~/envs/NAME")
 
 
+def load_spec_or_lock(path: Path) -> Spec | Lock:
+    """A lock (JSON, from `gapship plan -o`) ships exactly what it names; else env.toml."""
+    try:
+        head = path.read_bytes()[:64].lstrip()
+    except OSError:
+        head = b""
+    if head.startswith(b"{"):
+        return Lock.from_json(path.read_text(encoding="utf-8"), str(path))
+    return load_spec(path)
+
+
 def run(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
+    spec = load_spec_or_lock(args.spec)
     target = resolve_target(args.target)
     out = args.output or Path(f"{spec.name}.run")
     result = pack(spec, target, out, level=args.level)

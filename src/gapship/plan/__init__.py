@@ -205,7 +205,7 @@ def cpu_constraints(target: TargetInfo, compat: CompatData) -> tuple[list[str], 
         out.append(constraint)
         decisions.append(Decision(f"{need.distribution} releases", constraint,
                                   f"{need.reason}; this CPU lacks {', '.join(missing)}",
-                                  "compat data: " + compat.source(need.fact.source)))
+                                  f"compat data: {need.fact.source}"))
     return out, decisions
 
 
@@ -266,30 +266,45 @@ def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str
                  + (f" (env.toml asks for {spec.python})" if spec.python else ""),
                  "env.toml" if spec.python else python_source)]
     warnings: list[str] = []
-    requirements = list(spec.packages)
-    indexes = list(spec.indexes)
+    constraints, cpu_decisions = cpu_constraints(target, compat)
+    rejected: list[str] = []
     gpu: GpuPlan | None = None
-    if spec.framework_family:
-        choice = gpu_decide(spec, target, python_version, compat, local_toolkit)
-        requirements = [*choice.requirements, *requirements]
-        indexes += [i for i in choice.indexes if i not in indexes]
+    for _attempt in range(3):
+        choice = (gpu_decide(spec, target, python_version, compat, local_toolkit,
+                             tuple(rejected)) if spec.framework_family else None)
+        gpu = choice.gpu if choice else None
+        wanted = [*(choice.requirements if choice else ()), *spec.packages]
+        wanted += [r for r in extra_requirements if r not in wanted]
+        index_urls = [*spec.indexes, *(i for i in (choice.indexes if choice else ())
+                                       if i not in spec.indexes)]
+        if spec.cuda.nvcc and spec.cuda.path is None and gpu is not None and gpu.cuda:
+            major, minor = gpu.cuda.split(".")[:2]
+            nvcc = f"nvidia-cuda-nvcc-cu{major}" if int(major) < 13 else "nvidia-cuda-nvcc"
+            wanted.append(f"{nvcc}=={major}.{minor}.*")
+        resolution = resolve(tuple(wanted), python_version, target, tuple(index_urls),
+                             tuple(constraints))
+        files, dropped = _excluded(resolution.files, spec.exclude)
+        try:
+            gpu, more = _gpu_from_wheels(gpu, files, python_version, spec, compat, target)
+            break
+        except ResolveError as exc:
+            if choice is None or choice.candidate is None:
+                raise
+            # The index serves another CUDA than the compat data says: that build is out.
+            rejected.append(choice.candidate)
+            decisions.append(Decision(choice.candidate, "not shipped", exc.message,
+                                      "resolution"))
+    else:
+        raise ResolveError(f"no build of {spec.framework} resolves to one that runs here.",
+                           "Pin a framework version and CUDA in env.toml.")
+    if choice:
         decisions += choice.decisions
         warnings += choice.warnings
-        gpu = choice.gpu
-    constraints, cpu_decisions = cpu_constraints(target, compat)
     decisions += cpu_decisions
-    requirements += [r for r in extra_requirements if r not in requirements]
-    if spec.cuda.nvcc and spec.cuda.path is None and gpu is not None and gpu.cuda:
-        major, minor = gpu.cuda.split(".")[:2]
-        nvcc = f"nvidia-cuda-nvcc-cu{major}" if int(major) < 13 else "nvidia-cuda-nvcc"
-        requirements.append(f"{nvcc}=={major}.{minor}.*")
-    resolution = resolve(tuple(requirements), python_version, target, tuple(indexes),
-                         tuple(constraints))
     decisions.insert(1, Decision(
         "platform", resolution.platform,
         f"the target has glibc {target.glibc}: wheels up to manylinux_2_"
         f"{target.glibc_version[1] if target.glibc_version else '?'} fit", "target.json"))
-    files, dropped = _excluded(resolution.files, spec.exclude)
     if dropped:
         warnings.append(f"left out by env.toml's exclude: {', '.join(dropped)}; "
                         + ("the framework may import them" if spec.framework else
@@ -298,8 +313,9 @@ def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str
         warnings.append(f"no wheel for Python {python_version}: "
                         f"{', '.join(resolution.built_from_source)} will be built from source "
                         "at pack time (pure Python only)")
-    gpu, more = _gpu_from_wheels(gpu, files, python_version, spec, compat, target)
     decisions += more
+    requirements = wanted
+    indexes = index_urls
     return Lock(name=spec.name, env_version=spec.version, python_version=python_version,
                 python_source=python_source, platform_tag=resolution.platform,
                 requirements=tuple(requirements), files=files, decisions=tuple(decisions),

@@ -90,6 +90,7 @@ class GpuChoice:
     gpu: GpuPlan
     decisions: tuple[Decision, ...]
     warnings: tuple[str, ...]
+    candidate: str | None = None  # the chosen build's label, to reject it if it resolves wrong
 
 
 def node_facts(spec: Spec, target: TargetInfo, compat: CompatData
@@ -269,7 +270,8 @@ def _pypi_note(c: Candidate) -> str:
 
 
 def decide(spec: Spec, target: TargetInfo, python_version: str, compat: CompatData,
-           local: tuple[str, str | None] | None = None) -> GpuChoice:
+           local: tuple[str, str | None] | None = None, rejected: tuple[str, ...] = ()
+           ) -> GpuChoice:
     """The build to ship, with every decision and warning; CompatError when none can work.
 
     ``local`` is the (CUDA, cuDNN) version of the local toolkit named in env.toml, if any.
@@ -277,8 +279,9 @@ def decide(spec: Spec, target: TargetInfo, python_version: str, compat: CompatDa
     req = spec.framework_requirement
     assert req is not None and spec.framework_family is not None
     node, decisions, warnings = node_facts(spec, target, compat)
-    allowed = candidates(spec, compat)
-    everything = candidates(replace(spec, framework=req.name), compat)
+    allowed = [c for c in candidates(spec, compat) if c.label not in rejected]
+    everything = [c for c in candidates(replace(spec, framework=req.name), compat)
+                  if c.label not in rejected]
     if not allowed:
         raise CompatError(f"no {spec.framework_family} release that gapship knows matches "
                           f"`{spec.framework}`"
@@ -294,8 +297,8 @@ def decide(spec: Spec, target: TargetInfo, python_version: str, compat: CompatDa
     skipped = next(((c, p) for c, p in judged if c is not chosen and p), None)
     if skipped and vtuple(skipped[0].release) > vtuple(chosen.release):
         decisions.append(Decision(f"{skipped[0].package} {skipped[0].release}", "not shipped",
-                                  "; ".join(skipped[1]), "compat data: " +
-                                  compat.source(skipped[0].fact.source)))
+                                  "; ".join(skipped[1]),
+                                  f"compat data: {skipped[0].fact.source}"))
     better = next((c for c, p in judged if not p and not _available(c, spec.indexes)
                    and vtuple(c.release) > vtuple(chosen.release)), None)
     if better is not None:
@@ -323,7 +326,8 @@ def decide(spec: Spec, target: TargetInfo, python_version: str, compat: CompatDa
         requirements.append(spec.framework)
     return GpuChoice(requirements=tuple(requirements),
                      indexes=(chosen.index,) if chosen.index else (), gpu=gpu,
-                     decisions=tuple(decisions), warnings=tuple(warnings))
+                     decisions=tuple(decisions), warnings=tuple(warnings),
+                     candidate=chosen.label)
 
 
 def _min_driver(c: Candidate, compat: CompatData) -> str | None:
@@ -335,7 +339,7 @@ def _min_driver(c: Candidate, compat: CompatData) -> str | None:
 
 def _explain(c: Candidate, node: NodeFacts, python_version: str, compat: CompatData
              ) -> list[Decision]:
-    source = "compat data: " + compat.source(c.fact.source)
+    source = f"compat data: {c.fact.source}"
     out = [Decision("framework", f"{c.package} {c.release}" + (f" [{c.extra}]" if c.extra else ""),
                     f"the newest build that env.toml's `{c.package}` allows and that runs here "
                     f"(Python {python_version})", source)]
@@ -346,8 +350,7 @@ def _explain(c: Candidate, node: NodeFacts, python_version: str, compat: CompatD
         driver = (f"; driver {driver_text(node.driver)} >= {_min_driver(c, compat)}" if node.driver
                   else "; the driver is not known")
         out.append(Decision("CUDA", f"{c.cuda} ({where})", f"the build's CUDA{driver}",
-                            "compat data: " + compat.source(row.fact.source if row else
-                                                            c.fact.source)))
+                            f"compat data: {row.fact.source if row else c.fact.source}"))
         if c.cudnn:
             out.append(Decision("cuDNN", c.cudnn, f"what {c.package} {c.release} is built with",
                                 source))

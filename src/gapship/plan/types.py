@@ -31,6 +31,7 @@ class LockedFile:
     url: str
     sha256: str
     size: int
+    installed_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,11 @@ class Lock:
     @property
     def download_size(self) -> int:
         return sum(f.size for f in self.files)
+
+    @property
+    def installed_size(self) -> int:
+        """Unpacked size of the packages (interpreter not counted); 0 when unknown."""
+        return sum(f.installed_size or 0 for f in self.files)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

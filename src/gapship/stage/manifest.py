@@ -39,12 +39,20 @@ def build_manifest(root: Path) -> dict[str, Any]:
     return {"manifest_version": 1, "total_bytes": total, "files": files, "symlinks": links}
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically: the old content or the new, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def _record_paths(dist_info: Path) -> list[tuple[str, int]]:
