@@ -101,6 +101,7 @@ def node_facts(spec: Spec, target: TargetInfo, compat: CompatData
     nvidia = target.raw.get("nvidia") or {}
     driver_text = nvidia.get("driver_version")
     gpus: list[tuple[str, tuple[int, int]]] = []
+    seen: set[str] = set()
     for gpu in nvidia.get("gpus") or []:
         name = str(gpu.get("name") or "GPU")
         cc_text = gpu.get("compute_capability")
@@ -109,6 +110,11 @@ def node_facts(spec: Spec, target: TargetInfo, compat: CompatData
             gpus.append((name, (cc[0], cc[1])))
             continue
         guessed = compat.gpu_model_cc(name)
+        if name in seen:
+            if guessed is not None:
+                gpus.append((name, guessed))
+            continue
+        seen.add(name)
         if guessed is None:
             warnings.append(f"the probe could not read the compute capability of the {name} "
                             "and gapship's GPU table does not know it: builds are not checked "
@@ -180,9 +186,8 @@ def candidates(spec: Spec, compat: CompatData) -> list[Candidate]:
             floor = compat.min_sass(tf.cuda)
             archs = tuple(a for a in compat.tf_archs if cc_of_arch(a) >= floor)
             wheels = tf.and_cuda is not None and spec.cuda.path is None
-            package = req.name if req.name != "tensorflow-cpu" else tf.gpu_package
-            if package == "tensorflow-gpu" and vtuple(tf.version) >= (2, 1):
-                package = "tensorflow"  # from 2.1 the GPU build is the plain wheel
+            # 1.x GPU builds are the tensorflow-gpu wheel; from 2.1 the plain wheel is one
+            package = tf.gpu_package
             out.append(Candidate(
                 family="tensorflow", release=tf.version, package=package,
                 extra=user_extra or ("and-cuda" if wheels else None), cuda=tf.cuda,
@@ -278,6 +283,11 @@ def decide(spec: Spec, target: TargetInfo, python_version: str, compat: CompatDa
     """
     req = spec.framework_requirement
     assert req is not None and spec.framework_family is not None
+    if target.libc_family == "musl":
+        raise CompatError(f"the target's C library is musl ({target.os_pretty or 'Alpine?'}); "
+                          f"{spec.framework_family}'s GPU builds and NVIDIA's CUDA wheels "
+                          "need glibc.", "Use a glibc node of the cluster, or run the "
+                          "environment there in a glibc container (Apptainer).")
     node, decisions, warnings = node_facts(spec, target, compat)
     allowed = [c for c in candidates(spec, compat) if c.label not in rejected]
     everything = [c for c in candidates(replace(spec, framework=req.name), compat)
@@ -365,6 +375,19 @@ def _explain(c: Candidate, node: NodeFacts, python_version: str, compat: CompatD
     return out
 
 
+_PYTHONS = tuple(f"3.{n}" for n in range(14, 5, -1))
+
+
+def _with_other_python(builds: list[Candidate], node: NodeFacts, compat: CompatData
+                       ) -> tuple[Candidate, str] | None:
+    """The newest build that works here with another Python, and that Python."""
+    for c in builds:
+        for py in _PYTHONS:
+            if f"{py}.0" in c.python and not problems(c, node, f"{py}.0", compat):
+                return c, py
+    return None
+
+
 def _refusal(judged: list[tuple[Candidate, list[str]]], everything: list[Candidate],
              node: NodeFacts, python_version: str, spec: Spec, compat: CompatData) -> str:
     first, first_problems = judged[0]
@@ -379,11 +402,16 @@ def _refusal(judged: list[tuple[Candidate, list[str]]], everything: list[Candida
     options = []
     if works_any is not None:
         options.append(f"{works_any.label} works on this node{_pypi_note(works_any)}")
+    else:
+        other = _with_other_python(everything, node, compat)
+        if other is not None:
+            options.append(f"{other[0].label} works on this node with Python {other[1]} "
+                           f"(set python = \"{other[1]}\" in env.toml){_pypi_note(other[0])}")
     needs = _min_driver(first, compat)
-    if any(p.startswith("driver ") for p in first_problems) and needs:
+    if needs and first_problems and all(p.startswith("driver ") for p in first_problems):
         options.append(f"ask the administrators for driver >= {needs}")
     if options:
-        text += " " + ", or ".join(options) + "."
+        text += " Instead: " + ", or ".join(options) + "."
     else:
         text += f" No {first.family} build that gapship knows runs on this node."
     return text
