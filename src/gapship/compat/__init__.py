@@ -221,10 +221,11 @@ class CompatData:
 class _Reader:
     """Reads one data file; every malformed row raises CompatDataError naming file and row."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, text: str | None = None) -> None:
         self.name = name
-        data = resources.files(__package__).joinpath("data")
-        text = data.joinpath(name).read_text(encoding="utf-8")
+        if text is None:
+            text = resources.files(__package__).joinpath("data").joinpath(name).read_text(
+                encoding="utf-8")
         self.doc: dict[str, Any] = json.loads(text)
         if self.doc.get("schema_version") != SCHEMA_VERSION:
             self.fail("the file", f"schema_version is not {SCHEMA_VERSION}")
