@@ -1,4 +1,9 @@
-"""The doctor: shipped verbatim into every environment (stdlib-only, Python 3.6+)."""
+"""The doctor: shipped verbatim into every environment (stdlib-only, Python 3.6+).
+
+The checks live in the ``node`` subpackage, which runs on the target's bundled interpreter
+and is installed as the package ``doctor`` in PREFIX/gapship/; ``bin/gapship-doctor`` (a
+POSIX sh wrapper) checks that the interpreter starts, then runs ``doctor.main``.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,15 @@ from pathlib import Path
 
 from gapship.shipped import install_shipped
 
-TARGET_FILES = {
-    "doctor.py": ("gapship/doctor.py", 0o644),
-    "gapship-doctor.sh": ("bin/gapship-doctor", 0o755),
-}
+# the files of gapship.doctor.node, installed as PREFIX/gapship/doctor/
+NODE_FILES = ("__init__.py", "base.py", "catalogue.py", "closure.py", "cpu.py",
+              "diagnoses.json", "elf.py", "environment.py", "frameworks.py", "fwprobe.py",
+              "gpu.py", "imports.py", "loader.py", "main.py", "owners.py")
+TARGET_FILES = {"gapship-doctor.sh": ("bin/gapship-doctor", 0o755)}
 
 
 def install_target_files(root: Path) -> None:
+    """Copy the doctor and its wrapper into a staged tree."""
     install_shipped(__package__, TARGET_FILES, root)
+    install_shipped(f"{__package__}.node",
+                    {name: (f"gapship/doctor/{name}", 0o644) for name in NODE_FILES}, root)

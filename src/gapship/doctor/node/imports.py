@@ -1,0 +1,67 @@
+"""Import checks: the standard library's extension modules and every distribution's top-level
+modules, each in its own process with a timeout, so a crash (Illegal instruction) is caught,
+named and explained."""
+
+from .base import FAIL, PASS, Check, python_env, run, signal_name
+from .catalogue import explain
+
+# Standard-library modules whose extension modules need grafted libraries (ssl, sqlite3 ...):
+# an install that lost one of those libraries fails here.
+STDLIB_MODULES = ["ssl", "sqlite3", "ctypes", "lzma", "bz2", "zlib", "readline", "uuid",
+                  "decimal", "hashlib", "json", "multiprocessing", "curses"]
+FALLBACK = "Run `python3 -c 'import %s'` after activating to see the full error."
+
+
+def try_import(python, module, timeout, context):
+    """(status, detail, remedy, diagnosis) of importing ``module`` in a fresh interpreter."""
+    ran = run([python, "-I", "-c", "import %s" % module], timeout, python_env())
+    if ran.error:
+        detail, remedy, diagnosis = explain("%s (running %s)" % (ran.error, python), context,
+                                            "Install the bundle again with --force.")
+        return FAIL, "cannot run %s: %s" % (python, ran.error), remedy, diagnosis
+    if ran.timed_out:
+        return FAIL, "import %s did not finish in %ds" % (module, timeout), \
+            "A slow filesystem (Lustre, NFS) or a hang: try again with --timeout 600.", None
+    if ran.returncode < 0:
+        name = signal_name(ran.returncode)
+        text = "%s\n%s while importing %s" % (ran.stderr, name, module)
+        if name == "SIGILL":
+            text += "\nIllegal instruction"
+        _, remedy, diagnosis = explain(text, context,
+                                       "Run `python3 -X faulthandler -c 'import %s'` to see "
+                                       "where it crashes." % module)
+        return FAIL, "the import was killed by %s" % name, remedy, diagnosis
+    if ran.returncode != 0:
+        detail, remedy, diagnosis = explain(ran.stderr, context, FALLBACK % module)
+        return FAIL, detail, remedy, diagnosis
+    return PASS, "", "", None
+
+
+def check_stdlib(python, timeout, context):
+    checks = []
+    for module in STDLIB_MODULES:
+        status, detail, remedy, diagnosis = try_import(python, module, timeout,
+                                                       dict(context, package="the interpreter"))
+        checks.append(Check("stdlib", module, status, detail, remedy, diagnosis))
+    return checks
+
+
+def check_distributions(python, distributions, timeout, context, missing_flags):
+    """One check per top-level module of each distribution; ``missing_flags`` maps a
+    distribution (lower case) to the CPU flags it needs that this CPU lacks."""
+    checks = []
+    for dist in distributions:
+        name, version = dist.get("name", "?"), dist.get("version", "")
+        names = dist.get("imports") or []
+        if not names:
+            checks.append(Check("imports", "%s %s" % (name, version), PASS,
+                                "no importable top-level module (data or scripts only)"))
+        lacking = missing_flags.get(name.lower())
+        ctx = dict(context, package="%s %s" % (name, version))
+        if lacking:
+            ctx["missing_flags"] = "this CPU lacks %s" % ", ".join(lacking)
+        for module in names:
+            status, detail, remedy, diagnosis = try_import(python, module, timeout, ctx)
+            label = "%s (%s %s)" % (module, name, version)
+            checks.append(Check("imports", label, status, detail, remedy, diagnosis))
+    return checks

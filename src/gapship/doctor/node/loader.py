@@ -1,0 +1,172 @@
+"""Find a library the way the dynamic loader (glibc ld.so) does, without loading anything.
+
+Order, as in glibc's _dl_map_object: DT_RPATH of the object and of the objects that loaded
+it (only when the object has no DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH, /etc/ld.so.cache,
+then the default directories (the last two not for DF_1_NODEFLIB objects). A candidate of
+another ELF class or machine is skipped, as ld.so skips it.
+"""
+
+import os
+import struct
+
+from . import elf as elfmod
+
+LD_SO_CACHE = "/etc/ld.so.cache"
+_NEW_MAGIC = b"glibc-ld.so.cache1.1"
+_OLD_MAGIC = b"ld.so-1.7.0"
+_FLAG_ELF_LIBC6 = 0x0003
+# ld.so.cache flags that name the ABI of an entry (glibc's FLAG_*_LIB64 ...)
+_CACHE_ARCH = {(64, 62): 0x0300, (64, 183): 0x0a00, (64, 21): 0x0500, (64, 22): 0x0400,
+               (32, 3): 0x0000, (32, 40): 0x0000, (64, 243): 0x1000}
+_MULTIARCH = {62: "x86_64-linux-gnu", 183: "aarch64-linux-gnu", 3: "i386-linux-gnu",
+              21: "powerpc64le-linux-gnu", 22: "s390x-linux-gnu", 40: "arm-linux-gnueabihf",
+              243: "riscv64-linux-gnu"}
+
+
+def default_dirs(elf_class, machine):
+    """The directories ld.so searches last (the multiarch ones are in Debian's cache too)."""
+    triplet = _MULTIARCH.get(machine)
+    dirs = ["/lib64", "/usr/lib64"] if elf_class == 64 else []
+    if triplet:
+        dirs += ["/lib/" + triplet, "/usr/lib/" + triplet]
+    return [*dirs, "/lib", "/usr/lib"]
+
+
+def read_ld_cache(path=LD_SO_CACHE):
+    """[(soname, flags, path)] from ld.so.cache, old and new ("glibc-ld.so.cache1.1") formats.
+
+    Entries restricted to a glibc-hwcaps subdirectory (x86-64-v3 ...) are left out: the
+    plain entry for the same library is always there too.
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, IOError):
+        return []
+    start = data.find(_NEW_MAGIC)
+    entries = []
+    try:
+        if start >= 0:
+            nlibs, = struct.unpack_from("<I", data, start + 20)
+            base = start + 48
+            for i in range(nlibs):
+                flags, key, value, _, hwcap = struct.unpack_from("<iIIIQ", data, base + i * 24)
+                if hwcap:
+                    continue
+                entries.append((_c_string(data, start + key), flags,
+                                _c_string(data, start + value)))
+        elif data.startswith(_OLD_MAGIC):
+            nlibs, = struct.unpack_from("<I", data, 12)
+            strings = 16 + nlibs * 12
+            for i in range(nlibs):
+                flags, key, value = struct.unpack_from("<iII", data, 16 + i * 12)
+                entries.append((_c_string(data, strings + key), flags,
+                                _c_string(data, strings + value)))
+    except struct.error:
+        return entries
+    return entries
+
+
+def _c_string(data, offset):
+    end = data.find(b"\0", offset)
+    return data[offset:end].decode("utf-8", "replace")
+
+
+class Loader(object):
+    """Resolves NEEDED names for ELF files, caching every file it reads (by real path)."""
+
+    def __init__(self, ld_library_path=None, cache_path=LD_SO_CACHE, default_dirs_fn=None):
+        if ld_library_path is None:
+            ld_library_path = os.environ.get("LD_LIBRARY_PATH", "")
+        # ld.so splits on ':' and ';'; an empty entry means the current directory
+        self.ld_library_path = [p or "." for p in
+                                ld_library_path.replace(";", ":").split(":")] \
+            if ld_library_path else []
+        self.cache_path = cache_path
+        self._cache = None
+        self._files = {}
+        self._default_dirs = default_dirs_fn or default_dirs
+
+    def read(self, path):
+        """ElfFile, None (not ELF) or an ElfError instance, read once per real path."""
+        real = os.path.realpath(path)
+        if real not in self._files:
+            try:
+                self._files[real] = elfmod.read_elf(real)
+            except elfmod.ElfError as exc:
+                self._files[real] = exc
+            except (OSError, IOError):
+                self._files[real] = None
+        return self._files[real]
+
+    def cache_lookup(self, soname, elf_class, machine):
+        if self._cache is None:
+            self._cache = {}
+            for name, flags, path in read_ld_cache(self.cache_path):
+                self._cache.setdefault(name, []).append((flags, path))
+        arch = _CACHE_ARCH.get((elf_class, machine))
+        for flags, path in self._cache.get(soname, []):
+            if flags & 0xff != _FLAG_ELF_LIBC6:
+                continue
+            if arch is not None and flags & 0xff00 != arch:
+                continue
+            yield path
+
+    def _candidate(self, path, abi):
+        if not os.path.isfile(path):
+            return None
+        found = self.read(path)
+        if isinstance(found, elfmod.ElfFile) and found.abi == abi:
+            return found
+        return None
+
+    def find(self, name, obj, loaders=()):
+        """(path, how) where ld.so would find ``name`` for ``obj``; (None, None) if nowhere.
+
+        ``loaders`` are the objects that loaded ``obj`` (nearest first), whose DT_RPATH
+        also counts while ``obj`` has no DT_RUNPATH.
+        """
+        abi = obj.abi
+        if "/" in name:
+            return (name, "path") if self._candidate(name, abi) else (None, None)
+        searches = []
+        if not _real_entries(obj.runpath):
+            for owner in (obj, *tuple(loaders)):
+                if not _real_entries(owner.runpath):
+                    searches.append(("RPATH of " + os.path.basename(owner.path),
+                                     expand(owner.rpath, owner)))
+        searches.append(("LD_LIBRARY_PATH", self.ld_library_path))
+        searches.append(("RUNPATH", expand(obj.runpath, obj)))
+        for how, dirs in searches:
+            for directory in dirs:
+                path = os.path.join(directory, name)
+                if self._candidate(path, abi):
+                    return path, how
+        if obj.nodeflib:
+            return None, None
+        for path in self.cache_lookup(name, obj.elf_class, obj.machine):
+            if self._candidate(path, abi):
+                return path, "ld.so.cache"
+        for directory in self._default_dirs(obj.elf_class, obj.machine):
+            path = os.path.join(directory, name)
+            if self._candidate(path, abi):
+                return path, "default directory"
+        return None, None
+
+
+def _real_entries(paths):
+    return [p for p in paths if p]
+
+
+def expand(paths, obj):
+    """DT_RPATH/DT_RUNPATH entries with $ORIGIN, $LIB and $PLATFORM expanded for ``obj``."""
+    origin = os.path.dirname(os.path.realpath(obj.path) if obj.interp
+                             else os.path.abspath(obj.path))
+    lib = "lib64" if obj.elf_class == 64 else "lib"
+    platform = elfmod.MACHINES.get(obj.machine, "")
+    out = []
+    for entry in _real_entries(paths):
+        for token, value in (("ORIGIN", origin), ("LIB", lib), ("PLATFORM", platform)):
+            entry = entry.replace("${%s}" % token, value).replace("$" + token, value)
+        out.append(entry)
+    return out
