@@ -1,6 +1,7 @@
 """The probe: a POSIX sh script run on the target, and the TargetInfo it produces.
 
-The script (probe.sh beside this file) is shipped verbatim: `gapship probe --script`.
+The script (probe.sh beside this file) is shipped verbatim: `gapship probe --script`. What it
+prints is described by schema.json beside it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ SCHEMA_VERSION = 1
 def probe_script() -> str:
     """The text of probe.sh, exactly as it runs on the target."""
     return resources.files(__package__).joinpath("probe.sh").read_text(encoding="utf-8")
+
+
+def target_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of target.json, schema_version 1 (schema.json here)."""
+    text = resources.files(__package__).joinpath("schema.json").read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def _version_tuple(text: str | None) -> tuple[int, ...] | None:

@@ -9,13 +9,19 @@
 # Every field is null when it cannot be known; nothing is guessed.
 #
 # Test seam: files are read under $GAPSHIP_PROBE_ROOT (default: /), and commands are found on
-# PATH, so a recorded machine is replayed by a fixture root plus a fixture bin/ on PATH.
+# PATH, so a recorded machine is replayed by a fixture root plus a fixture bin/ on PATH. Paths
+# it reports are as the machine sees them (the root is cut off).
 
 # zsh runs this as POSIX sh too (no NOMATCH errors, word splitting as sh)
 [ -n "${ZSH_VERSION-}" ] && emulate sh
 PROBE_VERSION=1
 SCHEMA_VERSION=1
+# the C locale makes tr ranges and sort orders the same everywhere
+LC_ALL=C; export LC_ALL
+unset CDPATH
 R=${GAPSHIP_PROBE_ROOT:-}
+# physical, so that paths found under it can have it cut off again
+if [ -n "$R" ]; then R=$(cd "$R" && pwd -P) || exit 2; [ "$R" = / ] && R=; fi
 LIMIT=${GAPSHIP_PROBE_TIMEOUT:-5}
 REDACT=0
 DIR=
@@ -30,15 +36,27 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-have() { command -v "$1" >/dev/null 2>&1; }
+# Path of command $1 on PATH. PATH is searched here, not with `command -v`: a busybox shell
+# that prefers its own applets would otherwise answer for commands the machine does not have.
+find_cmd() {
+    _ifs=$IFS; IFS=:
+    for _d in $PATH; do
+        case $_d in /*) ;; *) continue ;; esac
+        if [ -f "$_d/$1" ] && [ -x "$_d/$1" ]; then IFS=$_ifs; printf '%s\n' "$_d/$1"; return 0; fi
+    done
+    IFS=$_ifs
+    return 1
+}
+have() { find_cmd "$1" >/dev/null; }
 
-# Run a command with a time limit, with or without timeout(1).
-limited() {
+# Run a command with a time limit, with or without timeout(1); its stderr is dropped.
+limited() { _limited "$@" 2>/dev/null; }
+_limited() {
     if have timeout; then
-        timeout "$LIMIT" "$@" 2>/dev/null
+        timeout "$LIMIT" "$@"
         return
     fi
-    "$@" 2>/dev/null &
+    "$@" &
     _pid=$!
     ( sleep "$LIMIT"; kill -9 "$_pid" ) >/dev/null 2>&1 &
     _killer=$!
@@ -46,6 +64,26 @@ limited() {
     _rc=$?
     kill "$_killer" >/dev/null 2>&1
     return $_rc
+}
+# Run command $1 found on PATH (see find_cmd) with a time limit; status 127 when it is absent.
+run() {
+    _c=$(find_cmd "$1") || return 127
+    shift
+    limited "$_c" "$@"
+}
+# The same with stderr kept, on stdout (musl's ldd prints its version there).
+run_all() {
+    _c=$(find_cmd "$1") || return 127
+    shift
+    _limited "$_c" "$@" 2>&1
+}
+# Physical path of directory $1 as the machine sees it (for a replay: under the root).
+phys() {
+    case $1 in /*) _p=$R$1 ;; *) _p=$1 ;; esac
+    _p=$(cd "$_p" 2>/dev/null && pwd -P) || return 1
+    [ -n "$_p" ] || return 1
+    _p=${_p#"$R"}
+    printf '%s\n' "${_p:-/}"
 }
 
 # JSON string of $1, or null when empty. Newlines become spaces.
@@ -82,7 +120,7 @@ elif [ -r "$R/etc/redhat-release" ]; then
     os_pretty=$(head -n 1 "$R/etc/redhat-release")
     case $os_pretty in
         CentOS*) os_id=centos ;; Red\ Hat*) os_id=rhel ;; Scientific*) os_id=scientific ;;
-        Fedora*) os_id=fedora ;;
+        Fedora*) os_id=fedora ;; Rocky*) os_id=rocky ;; AlmaLinux*) os_id=almalinux ;;
     esac
     os_ver=$(printf '%s' "$os_pretty" | sed -n 's/.*release \([0-9][0-9.]*\).*/\1/p')
 elif [ -r "$R/etc/lsb-release" ]; then
@@ -90,17 +128,17 @@ elif [ -r "$R/etc/lsb-release" ]; then
     os_ver=$(osr /etc/lsb-release DISTRIB_RELEASE)
     os_pretty=$(osr /etc/lsb-release DISTRIB_DESCRIPTION)
 fi
-kernel=$(limited uname -r)
-arch=$(limited uname -m)
+kernel=$(run uname -r)
+arch=$(run uname -m)
 
 # ---------------------------------------------------------------- C library
 libc=; libc_ver=
-gv=$(limited getconf GNU_LIBC_VERSION)
+gv=$(run getconf GNU_LIBC_VERSION)
 case $gv in
     glibc\ *) libc=glibc; libc_ver=${gv#glibc } ;;
 esac
 if [ -z "$libc" ]; then
-    lv=$(limited ldd --version 2>&1 | head -n 2)
+    lv=$(run_all ldd --version | head -n 2)
     case $lv in
         *musl*) libc=musl; libc_ver=$(printf '%s\n' "$lv" | sed -n 's/^Version \([0-9.]*\).*/\1/p') ;;
         *GLIBC*|*"GNU libc"*|*glibc*)
@@ -144,22 +182,23 @@ mem_kb=$(rd /proc/meminfo | sed -n 's/^MemTotal:[[:space:]]*\([0-9]*\).*/\1/p')
 
 # ---------------------------------------------------------------- storage
 home=${HOME:-}
-free_kb() { limited df -Pk "$1" | tail -n 1 | (read -r _ _ _ avail _ && echo "$avail"); }
-# filesystem type of the mount holding $1, from /proc/mounts (longest mount point wins)
+# free KiB in directory $1 (a physical path as phys prints it)
+free_kb() { run df -Pk "$R$1" | tail -n 1 | (read -r _ _ _ avail _ && echo "$avail"); }
+# filesystem type of the mount holding directory $1, from /proc/mounts (longest mount point wins)
 fstype() {
-    _p=$(cd "$1" 2>/dev/null && pwd -P) || return
     rd /proc/mounts | while read -r _dev _mnt _t _opts _rest; do
         [ "$_mnt" = / ] && _mnt=
-        case $_p/ in
+        case $1/ in
             "$_mnt"/*) echo "${#_mnt} $_t" ;;
         esac
     done | sort -n | tail -n 1 | sed 's/^[0-9]* //'
 }
 home_free=; home_fs=; dir_free=; dir_fs=; dir_abs=
-if [ -n "$home" ] && [ -d "$home" ]; then home_free=$(free_kb "$home"); home_fs=$(fstype "$home"); fi
-if [ -n "$DIR" ]; then
-    dir_abs=$(cd "$DIR" 2>/dev/null && pwd -P)
-    if [ -n "$dir_abs" ]; then dir_free=$(free_kb "$dir_abs"); dir_fs=$(fstype "$dir_abs"); fi
+if [ -n "$home" ] && home_abs=$(phys "$home"); then
+    home_free=$(free_kb "$home_abs"); home_fs=$(fstype "$home_abs")
+fi
+if [ -n "$DIR" ] && dir_abs=$(phys "$DIR"); then
+    dir_free=$(free_kb "$dir_abs"); dir_fs=$(fstype "$dir_abs")
 fi
 tmp_noexec=
 if [ -r "$R/proc/mounts" ]; then
@@ -170,39 +209,48 @@ fi
 
 # ---------------------------------------------------------------- shells, Pythons
 bin_sh=
-if [ -L "$R/bin/sh" ]; then bin_sh=$(basename "$(readlink "$R/bin/sh")")
+if [ -L "$R/bin/sh" ]; then bin_sh=$(readlink "$R/bin/sh"); bin_sh=${bin_sh##*/}
 elif [ -e "$R/bin/sh" ]; then bin_sh=sh; fi
-login_shell=$(basename "${SHELL:-}" 2>/dev/null)
+login_shell=${SHELL:-}
+login_shell=${login_shell##*/}
 pythons=; seen=" "
 py_cands=
 for n in python3 python python3.6 python3.7 python3.8 python3.9 python3.10 python3.11 python3.12 python3.13 python3.14; do
-    p=$(command -v "$n" 2>/dev/null) && py_cands="$py_cands $p"
+    p=$(find_cmd "$n") && py_cands="$py_cands $p"
 done
-for p in /usr/bin/python3* /usr/local/bin/python3* /opt/*/bin/python3; do py_cands="$py_cands $p"; done
+for p in "$R"/usr/bin/python3* "$R"/usr/local/bin/python3* "$R"/opt/*/bin/python3; do py_cands="$py_cands $p"; done
 for p in $py_cands; do
-    case $p in *-config|*m-config|*[!0-9.a-z/_-]*) continue ;; esac
-    [ -x "$p" ] || continue
-    case $seen in *" $p "*) continue ;; esac
-    seen="$seen$p "
+    shown=${p#"$R"}
+    case $shown in *-config|*[!0-9.a-z/_-]*) continue ;; esac
+    [ -f "$p" ] && [ -x "$p" ] || continue
+    case $seen in *" $shown "*) continue ;; esac
+    seen="$seen$shown "
     v=$(limited "$p" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
-    [ -n "$v" ] || continue
-    pythons="$pythons${pythons:+,}{\"path\":$(js "$p"),\"version\":$(js "$v")}"
+    case $v in [0-9]*.[0-9]*.[0-9]*) ;; *) continue ;; esac
+    pythons="$pythons${pythons:+,}{\"path\":$(js "$shown"),\"version\":$(js "$v")}"
 done
 
 # ---------------------------------------------------------------- NVIDIA
 drv=
 if [ -r "$R/proc/driver/nvidia/version" ]; then
-    drv=$(sed -n 's/.*Kernel Module[^0-9]*\([0-9][0-9.]*\).*/\1/p' "$R/proc/driver/nvidia/version" | head -n 1)
+    # "Kernel Module  550.54.15  Tue ..." or "Open Kernel Module for x86_64  550.54.15  Release ..."
+    drv=$(sed -n 's/.*Kernel Module.*[[:space:]]\([0-9][0-9]*\.[0-9][0-9.]*[0-9]\)[[:space:]].*/\1/p' \
+        "$R/proc/driver/nvidia/version" | head -n 1)
 fi
+trim() { printf '%s' "$1" | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//'; }
 gpus=
 if have nvidia-smi; then
-    smi=$(limited nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv,noheader,nounits)
-    [ -n "$smi" ] || smi=$(limited nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader,nounits \
-        | sed 's/,/, ?,/')
+    # drivers before 510 know no compute_cap field: they print an error and fail; then the
+    # capability stays unknown ("?" -> null) rather than guessed from the name
+    if ! smi=$(run nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv,noheader,nounits); then
+        smi=
+        old=$(run nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader,nounits) \
+            && smi=$(printf '%s\n' "$old" | sed 's/,/, ?,/')
+    fi
     gpus=$(printf '%s\n' "$smi" | while IFS=, read -r g_name g_cc g_mem g_drv; do
-        [ -n "$g_name" ] || continue
-        g_name=$(echo $g_name); g_cc=$(echo $g_cc); g_mem=$(echo $g_mem)
-        [ "$g_cc" = "?" ] && g_cc=
+        [ -n "$g_drv" ] || continue
+        g_name=$(trim "$g_name"); g_cc=$(trim "$g_cc"); g_mem=$(trim "$g_mem")
+        case $g_cc in [0-9]*.[0-9]*) ;; *) g_cc= ;; esac
         printf '{"name":%s,"compute_capability":%s,"memory_mib":%s},' "$(js "$g_name")" "$(js "$g_cc")" "$(jn "$g_mem")"
     done)
     gpus=${gpus%,}
@@ -228,7 +276,7 @@ for d in "$R"/usr/local/cuda "$R"/usr/local/cuda-* "$R"/opt/cuda*; do
     toolkits="$toolkits${toolkits:+,}{\"path\":$(js "${d#"$R"}"),\"version\":$(js "$v")}"
 done
 nvcc=
-if have nvcc; then nvcc=$(limited nvcc --version | sed -n 's/.*release \([0-9][0-9.]*\).*/\1/p' | head -n 1); fi
+if have nvcc; then nvcc=$(run nvcc --version | sed -n 's/.*release \([0-9][0-9.]*\).*/\1/p' | head -n 1); fi
 cudnn=
 for h in "$R"/usr/include/cudnn_version.h "$R"/usr/include/cudnn.h "$R"/usr/local/cuda*/include/cudnn_version.h "$R"/usr/local/cuda*/include/cudnn.h; do
     [ -r "$h" ] || continue
@@ -261,10 +309,10 @@ done
 
 hostname=; user=
 if [ "$REDACT" = 0 ]; then
-    hostname=$(limited uname -n)
-    user=$(limited id -un)
+    hostname=$(run uname -n)
+    user=$(run id -un)
 fi
-now=$(limited date -u +%Y-%m-%dT%H:%M:%SZ)
+now=$(run date -u +%Y-%m-%dT%H:%M:%SZ)
 
 cat <<EOF
 {
