@@ -14,10 +14,10 @@ from gapship.errors import CompatError
 from gapship.fetch import FetchResult, fetch, installed_sizes
 from gapship.plan import Lock, plan
 from gapship.probe import TargetInfo
-from gapship.spec import Spec
-from gapship.stage import StagedTree, stage_environment
+from gapship.spec import PythonSpec, Spec
+from gapship.stage import StagedTree, providers, stage_environment
 from gapship.stage.cuda import read_toolkit_versions
-from gapship.stage.interpreter import PythonInstall, find_host_python
+from gapship.stage.interpreter import PythonInstall, TargetPython
 from gapship.stage.sdist import build_pure_wheels
 
 
@@ -30,14 +30,22 @@ class PackResult:
     warnings: tuple[str, ...]
 
 
-def choose_python(spec: Spec, target: TargetInfo) -> tuple[PythonInstall, str]:
-    """The interpreter to ship and the name of its source."""
-    return find_host_python(spec.python), "host"
+def choose_python(spec: Spec, target: TargetInfo) -> tuple[PythonInstall | TargetPython, str]:
+    """The interpreter to ship (or, for `target`, to tie the environment to) and its source."""
+    choice = providers.choose_python(spec.python_spec, target)
+    ui.step(f"Python {choice.version} from {choice.source}: {choice.reason}")
+    return choice.python, choice.source
 
 
-def python_for_lock(lock: Lock) -> PythonInstall:
-    """The interpreter a lock was planned with."""
-    return find_host_python(lock.python_minor)
+def python_for_lock(lock: Lock, want: PythonSpec, target: TargetInfo
+                    ) -> PythonInstall | TargetPython:
+    """The interpreter a lock was planned with: its source, asked again for that version."""
+    choice = providers.choose_python(
+        replace(want, version=lock.python_minor, source=lock.python_source), target)
+    if choice.version != lock.python_version:
+        ui.warn(f"the lock was planned for Python {lock.python_version}; {choice.source} gives "
+                f"{choice.version} (same minor version: the wheels fit)")
+    return choice.python
 
 
 def local_toolkit_versions(spec: Spec) -> tuple[str, str | None] | None:
@@ -49,7 +57,7 @@ def local_toolkit_versions(spec: Spec) -> tuple[str, str | None] | None:
     return found.cuda, found.cudnn
 
 
-def plan_spec(spec: Spec, target: TargetInfo) -> tuple[Lock, PythonInstall]:
+def plan_spec(spec: Spec, target: TargetInfo) -> tuple[Lock, PythonInstall | TargetPython]:
     """Plan a spec for a target: the lock, and the interpreter it was planned with."""
     python, source = choose_python(spec, target)
     ui.step(f"planning for Python {python.version} ({source}) on {target.describe()}")
@@ -69,12 +77,16 @@ def plan_spec(spec: Spec, target: TargetInfo) -> tuple[Lock, PythonInstall]:
 
 
 def pack(spec: Spec | Lock, target: TargetInfo, out: Path, *, level: int = 6,
-         keep_tree: Path | None = None) -> PackResult:
+         keep_tree: Path | None = None, python_spec: PythonSpec | None = None
+         ) -> PackResult:
     """Build ``out`` for ``target`` from a spec, or exactly from a lock that `gapship plan`
-    wrote. Nothing is written at ``out`` unless every check passed."""
+    wrote. Nothing is written at ``out`` unless every check passed. ``python_spec`` (the
+    CLI's --python options) overrides the spec's; for a lock it names the archive or rootfs."""
     if isinstance(spec, Lock):
-        lock, python = spec, python_for_lock(spec)
+        lock, python = spec, python_for_lock(spec, python_spec or PythonSpec(), target)
     else:
+        if python_spec is not None:
+            spec = replace(spec, python_spec=python_spec)
         lock, python = plan_spec(spec, target)
     if lock.gpu is not None and lock.gpu.cuda_source == "toolkit" and not lock.gpu.toolkit_path:
         raise CompatError(f"{lock.gpu.framework} {lock.gpu.framework_version} needs CUDA "

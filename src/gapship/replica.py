@@ -35,35 +35,47 @@ def debian_mirror() -> str:
     return os.environ.get("GAPSHIP_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
 
-def rootfs_dir(release: str) -> Path:
-    return cache_dir() / "rootfs" / release
+def rootfs_dir(release: str, flavour: str = "") -> Path:
+    """Where the rootfs of ``release`` is cached; a ``flavour`` names one with extra packages."""
+    return cache_dir() / "rootfs" / (f"{release}-{flavour}" if flavour else release)
 
 
-def ensure_rootfs(release: str) -> Path:
-    """The cached minbase rootfs of a Debian release, debootstrapped on first use (root only)."""
-    if release not in RELEASES:
+def ensure_rootfs(release: str, *, include: tuple[str, ...] = (), flavour: str = "",
+                  mirror: str | None = None, script: str | None = None) -> Path:
+    """The cached minbase rootfs of a release, debootstrapped on first use (root only).
+
+    ``include`` adds packages (cached apart, under ``flavour``); ``mirror`` is the archive
+    for releases other than the Debian ones in RELEASES (Ubuntu); ``script`` the
+    debootstrap script to use for a release this debootstrap does not know by name.
+    """
+    if release not in RELEASES and mirror is None:
         raise ReplicaError(f"unknown replica OS {release!r}.",
                            f"Choose host or one of: {', '.join(RELEASES)}.")
-    dest = rootfs_dir(release)
+    archive = mirror or debian_mirror()
+    dest = rootfs_dir(release, flavour)
     if (dest / "bin" / "sh").exists():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with (dest.parent / f".{release}.lock").open("w") as lock:
+    with (dest.parent / f".{dest.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (dest / "bin" / "sh").exists():
             return dest
         if shutil.which("debootstrap") is None:
-            raise ToolMissing(f"debootstrap is needed to build the {release} replica.",
+            raise ToolMissing(f"debootstrap is needed to build the {release} rootfs.",
                               "Install it (apt-get install debootstrap) or use --os host.")
         if os.geteuid() != 0:
-            raise ReplicaError(f"building the {release} replica needs root (debootstrap).",
+            raise ReplicaError(f"building the {release} rootfs needs root (debootstrap).",
                                f"Run once as root, or use --os host. It is cached in {dest}.")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{release}-", dir=dest.parent))
-        ui.step(f"building the {release} replica with debootstrap (once; cached in {dest})")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+        extra = f" with {', '.join(include)}" if include else ""
+        ui.step(f"building the {release} rootfs{extra} with debootstrap (once; cached in {dest})")
+        cmd = ["debootstrap", "--variant=minbase"]
+        if include:
+            cmd.append("--include=" + ",".join(include))
         try:
-            proc = subprocess.Popen(
-                ["debootstrap", "--variant=minbase", release, str(tmp), debian_mirror()],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            proc = subprocess.Popen([*cmd, release, str(tmp), archive,
+                                     *([script] if script else [])],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             assert proc.stdout is not None
             last = ""
             for line in proc.stdout:
@@ -71,9 +83,9 @@ def ensure_rootfs(release: str) -> Path:
                 if last.startswith("I: Retrieving") or last.startswith("I: Installing"):
                     ui.err.print(f"    {last[3:]}", end="\r")
             if proc.wait() != 0:
-                raise ReplicaError(f"debootstrap of {release} failed: {last}",
-                                   f"Check that {debian_mirror()} is reachable "
-                                   "(GAPSHIP_DEBIAN_MIRROR sets another).")
+                raise ReplicaError(f"debootstrap of {release} from {archive} failed: {last}",
+                                   f"Check that {archive} is reachable (GAPSHIP_DEBIAN_MIRROR "
+                                   "or GAPSHIP_UBUNTU_MIRROR sets another).")
             os.replace(tmp, dest)
         finally:
             if tmp.exists():
@@ -144,9 +156,14 @@ class Replica:
 
 
 @contextmanager
-def replica(os_name: str = "host", keep: bool = False) -> Iterator[Replica]:
-    """A fresh replica with an empty home; removed afterwards unless ``keep``."""
-    rootfs = Path("/") if os_name == "host" else ensure_rootfs(os_name)
+def replica(os_name: str = "host", keep: bool = False, rootfs: Path | None = None
+            ) -> Iterator[Replica]:
+    """A fresh replica with an empty home; removed afterwards unless ``keep``.
+
+    ``rootfs`` enters a root filesystem that is already there (a twin's, a user's).
+    """
+    if rootfs is None:
+        rootfs = Path("/") if os_name == "host" else ensure_rootfs(os_name)
     scratch = Path(tempfile.mkdtemp(prefix="gapship-replica-"))
     home = scratch / "home"
     home.mkdir(mode=0o755)

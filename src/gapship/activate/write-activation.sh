@@ -8,6 +8,19 @@ tree=$1
 prefix=$2
 name=$(cat "$tree/gapship/name")
 
+# An environment for this machine's own Python (packed with --python target): link bin/python3
+# to it; pyvenv.cfg (shipped) makes it use this environment's site-packages.
+if [ -f "$tree/gapship/base-python" ]; then
+    base=$(cat "$tree/gapship/base-python")
+    if [ ! -x "$base" ]; then
+        echo "gapship: this environment runs on $base, which is not on this machine. Install Python there, or pack again with --python standalone:3.X or --python twin." >&2
+        exit 1
+    fi
+    for link in python3 python "$(basename "$base")"; do
+        ln -sfn "$base" "$tree/bin/$link"
+    done
+fi
+
 # single-quote for sh, then escape for a sed replacement
 sh_quote() { printf '%s' "$1" | sed "s/'/'\\\\''/g"; }
 sed_escape() { printf '%s' "$1" | sed 's/[\\&|]/\\&/g'; }

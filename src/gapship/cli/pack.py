@@ -11,10 +11,11 @@ from typing import Any
 from rich.table import Table
 
 from gapship import ui
+from gapship.cli.python_options import add_python_arguments, python_spec
 from gapship.pack import PackResult, pack
 from gapship.plan import Lock
 from gapship.probe import resolve_target
-from gapship.spec import Spec, load_spec
+from gapship.spec import PythonSpec, Spec, load_spec
 
 
 def register(sub: Any) -> None:
@@ -28,6 +29,7 @@ def register(sub: Any) -> None:
     p.add_argument("--level", type=int, default=6, choices=range(1, 10), metavar="1-9",
                    help="gzip level (default 6)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_python_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -83,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec_or_lock(args.spec)
     target = resolve_target(args.target)
     out = args.output or Path(f"{spec.name}.run")
-    result = pack(spec, target, out, level=args.level)
+    base = spec.python_spec if isinstance(spec, Spec) else PythonSpec()
+    result = pack(spec, target, out, level=args.level, python_spec=python_spec(args, base))
     data = report(result)
     if args.json:
         sys.stdout.write(json.dumps(data, indent=1) + "\n")

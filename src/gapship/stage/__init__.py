@@ -19,12 +19,13 @@ from gapship.cache import cache_dir
 from gapship.errors import StageError
 from gapship.plan import Lock, uv_bin, uv_env
 from gapship.probe import TargetInfo
-from gapship.stage import cuda, glibc, graft, manifest, relocate
-from gapship.stage.elf import iter_elf_files
-from gapship.stage.interpreter import PythonInstall, copy_interpreter
-
-# Prefixes that every system has: not a trace of the builder when left in a file.
-_SYSTEM_PREFIXES = {"/", "/usr", "/usr/local"}
+from gapship.stage import cuda, glibc, manifest, relocate
+from gapship.stage.interpreter import (
+    SYSTEM_PREFIXES,
+    PythonInstall,
+    TargetPython,
+    stage_interpreter,
+)
 
 
 @dataclass(frozen=True)
@@ -46,20 +47,6 @@ def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise StageError(f"{what} failed: {' / '.join(tail)}")
     return proc.stdout
-
-
-def _site_packages(root: Path, exe: Path) -> Path:
-    """Where the staged interpreter looks for packages (distribution patches included)."""
-    out = _run([str(exe), "-I", "-B", "-c",
-                "import json, site; print(json.dumps(site.getsitepackages()))"],
-               "asking the staged interpreter for its site-packages")
-    real_root = root.resolve()
-    for entry in json.loads(out):
-        path = Path(entry).resolve()
-        if path.is_relative_to(real_root):
-            path.mkdir(parents=True, exist_ok=True)
-            return root / path.relative_to(real_root)
-    raise StageError("the staged interpreter has no site-packages inside its prefix.")
 
 
 def _install_wheels(lock: Lock, wheels: list[Path], site: Path, root: Path) -> None:
@@ -104,20 +91,21 @@ def _fix_records(site: Path, moved: dict[str, str]) -> None:
         record.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def builder_needles(python: PythonInstall, work: Path) -> list[bytes]:
+def builder_needles(python: PythonInstall | TargetPython, work: Path) -> list[bytes]:
     """Paths this pack read from or wrote to, which must not appear in the tree.
 
     The builder's home as such is not one: packages mention ``/root/`` or ``/home/`` in
     docs and tests, and the interpreter's prefix and the cache already cover what lives there.
     """
     needles = {str(work.resolve()), str(cache_dir().resolve())}
-    for prefix in (python.prefix, python.prefix.resolve()):
-        if str(prefix) not in _SYSTEM_PREFIXES:
+    prefixes = (python.prefix, python.prefix.resolve()) if isinstance(python, PythonInstall) else ()
+    for prefix in prefixes:
+        if str(prefix) not in SYSTEM_PREFIXES:
             needles.add(str(prefix))
     return sorted(n.encode() for n in needles)
 
 
-def stage_environment(lock: Lock, python: PythonInstall, wheels: list[Path],
+def stage_environment(lock: Lock, python: PythonInstall | TargetPython, wheels: list[Path],
                       target: TargetInfo, work: Path) -> StagedTree:
     """Build the environment tree under ``work/tree`` and check it against the target."""
     root = work / "tree"
@@ -126,23 +114,8 @@ def stage_environment(lock: Lock, python: PythonInstall, wheels: list[Path],
     root.mkdir(parents=True)
     warnings: list[str] = []
 
-    ui.step(f"staging Python {python.version} from {python.prefix}")
-    exe = copy_interpreter(python, root)
-    stdlib = root / "lib" / f"python{python.minor}"
-    originals = {exe: python.executable}
-    for path in iter_elf_files(root / "lib"):
-        originals[path] = python.prefix / path.relative_to(root)
-    closure = graft.graft(root, sorted(originals), originals, python.prefix)
-    graft.set_runpaths(root, closure)
-    if closure.grafted:
-        ui.step("grafted " + ", ".join(sorted(closure.grafted)))
-    src = str(python.prefix).encode()
-    if str(python.prefix) not in _SYSTEM_PREFIXES:
-        for elf_path in closure.dep_dirs:
-            relocate.replace_c_strings(elf_path, src, relocate.neutral_prefix(src))
-    relocate.relocate_sysconfigdata(stdlib, python.prefix)
-
-    site = _site_packages(root, exe)
+    staged = stage_interpreter(python, root)
+    site = staged.site
     ui.step(f"installing {len(wheels)} wheels into {site.relative_to(root)}")
     _install_wheels(lock, wheels, site, root)
     if lock.gpu is not None:
@@ -164,14 +137,17 @@ def stage_environment(lock: Lock, python: PythonInstall, wheels: list[Path],
         "site_packages": site.relative_to(root).as_posix(), "distributions": dists,
     })
 
-    ui.step("precompiling bytecode")
-    # compileall exits 1 when a few files do not compile (test data in py2 syntax): those
-    # simply stay uncompiled. Anything else means the interpreter itself failed.
-    proc = subprocess.run([str(exe), "-I", "-B", "-m", "compileall", "-q", "-j", "0",
-                           "-s", str(root), "-p", "/", str(root / "lib")],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode not in (0, 1):
-        raise StageError(f"precompiling bytecode failed: {proc.stderr.strip()[-300:]}")
+    if staged.compiler is None:
+        ui.step(f"no Python {python.minor} on this builder: bytecode is compiled on first use")
+    else:
+        ui.step("precompiling bytecode")
+        # compileall exits 1 when a few files do not compile (test data in py2 syntax): those
+        # simply stay uncompiled. Anything else means the interpreter itself failed.
+        proc = subprocess.run([str(staged.compiler), "-I", "-B", "-m", "compileall", "-q",
+                               "-j", "0", "-s", str(root), "-p", "/", str(root / "lib")],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode not in (0, 1):
+            raise StageError(f"precompiling bytecode failed: {proc.stderr.strip()[-300:]}")
 
     ui.step("checking that no builder path is left")
     # target.json is the probe's record of the target itself, not a trace of the builder.

@@ -32,13 +32,17 @@ def collect_needs(root: Path) -> VersionNeeds:
     Needs on libraries that ship inside the tree (a wheel's own libstdc++ copy) do not count:
     only those on system libraries do.
     """
+    return needs_of({path: str(path.relative_to(root)) for path in iter_elf_files(root)})
+
+
+def needs_of(files: dict[Path, str]) -> VersionNeeds:
+    """The system-library version needs of ``files`` (path -> the name to report it by)."""
     glibc: dict[tuple[int, ...], list[str]] = defaultdict(list)
     glibcxx: dict[tuple[int, ...], list[str]] = defaultdict(list)
-    for path in iter_elf_files(root):
+    for path, rel in files.items():
         info = read_elf(path)
         if info is None:
             continue
-        rel = str(path.relative_to(root))
         for lib, versions in info.version_needs.items():
             if not is_system_library(lib):
                 continue

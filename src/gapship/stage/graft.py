@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from gapship.errors import StageError, ToolMissing
 from gapship.stage.elf import ElfInfo, read_elf
@@ -65,27 +65,106 @@ def patchelf_bin() -> str:
     return found
 
 
-def find_library(name: str, elf: ElfInfo, origin: Path) -> Path | None:
-    """Resolve a DT_NEEDED name on the builder the way ld.so does (without LD_LIBRARY_PATH)."""
+@functools.cache
+def _ld_conf_dirs(sysroot: Path) -> tuple[str, ...]:
+    """Library directories named by ``sysroot``'s /etc/ld.so.conf (includes followed)."""
+    dirs: list[str] = []
+
+    def read(conf: Path, depth: int) -> None:
+        try:
+            lines = conf.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return
+        for line in lines:
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("include ") and depth < 4:
+                pattern = line.split(None, 1)[1].lstrip("/")
+                for included in sorted(sysroot.glob(pattern)):
+                    read(included, depth + 1)
+            elif line.startswith("/"):
+                dirs.append(line)
+
+    read(sysroot / "etc" / "ld.so.conf", 0)
+    return tuple(dirs)
+
+
+def find_library(name: str, elf: ElfInfo, origin: Path, sysroot: Path = Path("/")
+                 ) -> Path | None:
+    """Resolve a DT_NEEDED name the way ld.so does (without LD_LIBRARY_PATH).
+
+    ``origin`` is the directory of the file on the builder; absolute search paths are read
+    inside ``sysroot`` (a twin's rootfs), whose ld.so.conf stands in for the ld.so cache.
+    """
     if "/" in name:
-        return Path(name) if Path(name).exists() else None
+        found = sysroot / name.lstrip("/")
+        return found if found.exists() else None
     dirs: list[str] = []
     if not elf.runpath:
         dirs += elf.rpath
     dirs += elf.runpath
-    expanded = [d.replace("$ORIGIN", str(origin)).replace("${ORIGIN}", str(origin)) for d in dirs]
-    for d in expanded:
-        candidate = Path(d, name)
-        if candidate.exists():
-            return candidate
-    cached = _ldconfig_cache().get(name)
-    if cached and Path(cached).exists():
-        return Path(cached)
-    for d in _DEFAULT_DIRS:
-        candidate = Path(d, name)
-        if candidate.exists():
+    candidates = [Path(d.replace("$ORIGIN", str(origin)).replace("${ORIGIN}", str(origin)))
+                  if "ORIGIN" in d else sysroot / d.lstrip("/") for d in dirs]
+    on_host = sysroot == Path("/")
+    if on_host:
+        cached = _ldconfig_cache().get(name)
+        if cached:
+            candidates.append(Path(cached).parent)
+    else:
+        candidates += [sysroot / d.lstrip("/") for d in _ld_conf_dirs(sysroot)]
+    candidates += [sysroot / d.lstrip("/") for d in _DEFAULT_DIRS]
+    for d in candidates:
+        candidate = d / name
+        if candidate.exists() or candidate.is_symlink():
             return candidate
     return None
+
+
+def real_path(path: Path, sysroot: Path) -> Path:
+    """Follow the symlinks of ``path`` (a path under ``sysroot``) as if ``sysroot`` were ``/``."""
+    if sysroot == Path("/"):
+        return path.resolve()
+    parts = list(path.relative_to(sysroot).parts)
+    current = sysroot
+    for _ in range(64 * (len(parts) + 1)):
+        if not parts:
+            return current
+        candidate = current / parts.pop(0)
+        if candidate.is_symlink():
+            link = os.readlink(candidate)
+            parts = list(PurePosixPath(link.lstrip("/")).parts) + parts
+            current = sysroot if link.startswith("/") else current
+        elif candidate.name == "..":
+            current = current.parent if current != sysroot else sysroot
+        else:
+            current = candidate
+    raise StageError(f"{path}: too many levels of symbolic links inside {sysroot}.")
+
+
+def library_closure(elf_files: list[Path], sysroot: Path = Path("/")) -> list[Path]:
+    """The non-system libraries ``elf_files`` need, recursively (nothing is copied).
+
+    Libraries that cannot be found are left out: grafting reports them.
+    """
+    found_all: dict[Path, None] = {}
+    queue = list(elf_files)
+    done: set[Path] = set()
+    while queue:
+        path = queue.pop()
+        if path in done:
+            continue
+        done.add(path)
+        info = read_elf(path)
+        if info is None:
+            continue
+        for name in info.needed:
+            if is_system_library(name):
+                continue
+            found = find_library(name, info, path.parent, sysroot)
+            if found is not None:
+                real = real_path(found, sysroot)
+                found_all.setdefault(real)
+                queue.append(real)
+    return list(found_all)
 
 
 @dataclass
@@ -97,13 +176,14 @@ class Closure:
     missing: dict[str, list[str]] = field(default_factory=dict)
 
 
-def graft(stage: Path, elf_files: list[Path], originals: dict[Path, Path], src_prefix: Path
-          ) -> Closure:
+def graft(stage: Path, elf_files: list[Path], originals: dict[Path, Path], src_prefix: Path,
+          sysroot: Path = Path("/")) -> Closure:
     """Copy the non-system library closure of ``elf_files`` into ``stage``.
 
     ``originals`` maps a staged file to where it came from, so that its RUNPATH and $ORIGIN
     resolve as they did on the builder. Libraries from inside ``src_prefix`` keep their
-    relative place; system libraries outside it go to ``stage/lib``.
+    relative place; system libraries outside it go to ``stage/lib``. Libraries are looked
+    up inside ``sysroot`` (the interpreter's own root filesystem).
     """
     closure = Closure()
     lib_dir = stage / "lib"
@@ -122,11 +202,11 @@ def graft(stage: Path, elf_files: list[Path], originals: dict[Path, Path], src_p
         for name in info.needed:
             if is_system_library(name):
                 continue
-            found = find_library(name, info, original.parent)
+            found = find_library(name, info, original.parent, sysroot)
             if found is None:
                 closure.missing.setdefault(name, []).append(str(staged.relative_to(stage)))
                 continue
-            real = found.resolve()
+            real = real_path(found, sysroot)
             try:
                 dest = stage / found.relative_to(src_prefix)
             except ValueError:

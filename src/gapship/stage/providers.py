@@ -1,0 +1,199 @@
+"""Which interpreter ships: the choice among the providers, and why.
+
+Sources, and what each gives:
+- ``host``: the builder's own interpreter (when its glibc needs are within the target's);
+- ``standalone``: python-build-standalone (glibc 2.17 baseline), from ``--python-archive``
+  or ``uv python install``;
+- ``target``: the Python the probe found on the target; only the packages ship;
+- ``twin``: the target's OS release in a rootfs, and the Python that release ships;
+- a path: any Python prefix or archive.
+``auto`` takes the first of host, standalone, target, twin that can serve the target and
+says why; when none can, one message says what each would need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from gapship import ui
+from gapship.errors import GapshipError, StageError
+from gapship.probe import TargetInfo
+from gapship.spec import PythonSpec
+from gapship.stage import glibc, twin
+from gapship.stage.elf import iter_elf_files, version_key
+from gapship.stage.graft import library_closure
+from gapship.stage.interpreter import PythonInstall, TargetPython, find_host_python, minor_of
+from gapship.stage.standalone import from_archive, from_path, from_uv, uv_downloadable
+
+AUTO_ORDER = ("host", "standalone", "target", "twin")
+# the oldest Python gapship environments support
+_OLDEST = (3, 6)
+
+
+@dataclass(frozen=True)
+class PythonChoice:
+    """The interpreter that ships (or, for ``target``, that the environment is tied to)."""
+
+    source: str
+    python: PythonInstall | TargetPython
+    reason: str
+
+    @property
+    def version(self) -> str:
+        return self.python.version
+
+
+class Unavailable(StageError):
+    """One source cannot serve this target; ``message`` says why, in a few words."""
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
+def interpreter_needs(python: PythonInstall) -> glibc.VersionNeeds:
+    """The GLIBC_/GLIBCXX_ needs of an interpreter and the libraries it would graft."""
+    elf_files = [python.executable, *iter_elf_files(python.platstdlib / "lib-dynload")]
+    elf_files += sorted((python.prefix / "lib").glob("libpython3*.so*"))
+    real = list(dict.fromkeys(p.resolve() for p in elf_files if p.exists()))
+    closure = library_closure(real, python.sysroot)
+    return glibc.needs_of({p: p.name for p in [*real, *closure]})
+
+
+def glibc_misfit(python: PythonInstall, target: TargetInfo) -> str | None:
+    """Why ``python`` cannot run on the target (glibc, libstdc++), or None when it can."""
+    needs = interpreter_needs(python)
+    newest = needs.newest_glibc()
+    if newest and target.glibc_version and newest > target.glibc_version:
+        return (f"Python {python.version} needs GLIBC_{_dotted(newest)}; the target has "
+                f"{target.glibc}")
+    newest_cxx = needs.newest_glibcxx()
+    if newest_cxx and target.glibcxx_version and newest_cxx > target.glibcxx_version:
+        return (f"Python {python.version} needs GLIBCXX_{_dotted(newest_cxx)}; the target's "
+                f"libstdc++ has {target.glibcxx}")
+    return None
+
+
+def _fitting(python: PythonInstall, target: TargetInfo) -> PythonInstall:
+    misfit = glibc_misfit(python, target)
+    if misfit:
+        raise Unavailable(misfit)
+    return python
+
+
+def target_python(target: TargetInfo, minor: str | None) -> TargetPython:
+    """The probe's Python of version ``minor`` (else the newest 3.6+) on the target."""
+    found: list[tuple[tuple[int, ...], str]] = []
+    for entry in target.raw.get("pythons") or []:
+        if not isinstance(entry, dict):
+            continue
+        path, version = entry.get("path"), entry.get("version")
+        if not isinstance(path, str) or not isinstance(version, str) or not path.startswith("/"):
+            continue
+        key = version_key(f"_{version}")
+        if len(key) >= 2 and key[:2] >= _OLDEST and (minor is None or minor_of(version) == minor):
+            found.append((key, path))
+    if not found:
+        listed = ", ".join(f"{e.get('version')} ({e.get('path')})"
+                           for e in target.raw.get("pythons") or [] if isinstance(e, dict))
+        wanted = f"Python {minor}" if minor else "Python 3.6 or newer"
+        raise Unavailable(f"the probe found no {wanted} on the target"
+                          + (f" (it has {listed})" if listed else ""))
+    newest = max(key for key, _ in found)
+
+    def preference(path: str) -> tuple[bool, int, str]:
+        # python3.9 names one interpreter for good; python3 may change with the OS
+        name = PurePosixPath(path).name
+        return (name != f"python{_dotted(newest[:2])}", len(path), path)
+
+    path = min((p for key, p in found if key == newest), key=preference)
+    return TargetPython(version=_dotted(newest), executable=PurePosixPath(path))
+
+
+def _standalone(want: PythonSpec, target: TargetInfo, auto: bool) -> PythonInstall:
+    if want.archive:
+        return _fitting(from_archive(Path(want.archive).expanduser(), want.version), target)
+    minor = want.version or (find_host_python(None).minor if auto else None)
+    if minor is None:
+        raise Unavailable("say which version: --python standalone:3.X, or give "
+                          "--python-archive FILE")
+    if not uv_downloadable(minor):
+        raise Unavailable(f"python-build-standalone has no {minor} build for this uv; give "
+                          "--python-archive FILE")
+    return _fitting(from_uv(minor), target)
+
+
+def _twin(want: PythonSpec, target: TargetInfo) -> PythonInstall:
+    root = Path(want.twin_root).expanduser() if want.twin_root else None
+    why = twin.unavailable(target, want.version, root)
+    if why:
+        raise Unavailable(why)
+    if root is None:
+        release = twin.release_for(target)
+        assert release is not None
+        ui.step(f"twin: {release.describe()} with its python3 (Python {release.python}, "
+                f"glibc {release.glibc})")
+        root = twin.twin_rootfs(release)
+    elif not (root / "usr").is_dir():
+        raise StageError(f"--twin-root {root} is not a root filesystem (no usr/ in it).",
+                         "Give the directory that holds the rootfs of the target's release.")
+    return twin.twin_python(root, want.version)
+
+
+def _host(want: PythonSpec, target: TargetInfo, auto: bool) -> PythonInstall:
+    try:
+        python = find_host_python(want.version)
+    except StageError as exc:
+        raise Unavailable(exc.message) from None
+    return _fitting(python, target) if auto else python
+
+
+def _provide(source: str, want: PythonSpec, target: TargetInfo, auto: bool
+             ) -> PythonInstall | TargetPython:
+    if source == "host":
+        return _host(want, target, auto)
+    if source == "standalone":
+        return _standalone(want, target, auto)
+    if source == "target":
+        return target_python(target, want.version)
+    if source == "twin":
+        return _twin(want, target)
+    return from_path(Path(source).expanduser(), want.version)
+
+
+_REASONS = {
+    "host": "this builder's Python; its glibc needs are within the target's",
+    "standalone": "python-build-standalone (built for glibc 2.17)",
+    "target": "the target's own Python: only the packages ship",
+    "twin": "the Python of the target's OS release, from a rootfs of it",
+}
+
+
+def choose_python(want: PythonSpec, target: TargetInfo) -> PythonChoice:
+    """Find the interpreter for ``target`` from ``want.source`` (auto: the first that fits)."""
+    if want.source != "auto":
+        try:
+            python = _provide(want.source, want, target, auto=False)
+        except Unavailable as exc:
+            raise StageError(f"--python {want.source}: {exc.message}.",
+                             "Choose another source with --python (auto, host, standalone:3.X, "
+                             "target, twin, or a path).") from None
+        source = want.source if want.source in _REASONS else "path"
+        reason = _REASONS.get(want.source, f"the Python at {want.source}")
+        return PythonChoice(source=source, python=python, reason=reason)
+    skipped: list[str] = []
+    for source in AUTO_ORDER:
+        try:
+            python = _provide(source, want, target, auto=True)
+        except GapshipError as exc:
+            skipped.append(f"{source}: {exc.message.rstrip('.')}")
+            continue
+        reason = _REASONS[source] + (f" (not {'; not '.join(skipped)})" if skipped else "")
+        return PythonChoice(source=source, python=python, reason=reason)
+    wanted = f"Python {want.version}" if want.version else "a Python"
+    raise StageError(
+        f"no interpreter source can give {wanted} for {target.describe()}: "
+        + "; ".join(skipped) + ".",
+        "Give one: --python-archive FILE (python-build-standalone install_only), --twin-root "
+        "DIR (a rootfs of the target's release), or another version in env.toml.")
