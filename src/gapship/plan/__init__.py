@@ -59,7 +59,7 @@ def target_tags(python_version: str, glibc: tuple[int, ...], arch: str) -> list[
     """The wheel tags a CPython of ``python_version`` on this target accepts, best first."""
     py = tuple(int(p) for p in python_version.split(".")[:2])
     platforms = manylinux_tags(glibc, arch)
-    abi = f"cp{py[0]}{py[1]}"
+    abi = f"cp{py[0]}{py[1]}" + ("m" if py < (3, 8) else "")  # pymalloc ABI until 3.8
     return [*tags.cpython_tags(py, [abi, "abi3", "none"], platforms),
             *tags.compatible_tags(py, abi, platforms)]
 
