@@ -50,11 +50,13 @@ def fake_cuda(dest: Path) -> Path:
 
 PKGDEP_V2 = "int pkgdep_one(void) { return 1; }\nint pkgdep_two(void) { return 2; }\n"
 PKGDEP_V1 = "int pkgdep_one(void) { return 1; }\n"
-MAP_V2 = "PKGDEP_1.0 { global: pkgdep_one; local: *; };\nPKGDEP_2.0 { global: pkgdep_two; } PKGDEP_1.0;\n"
+MAP_V2 = ("PKGDEP_1.0 { global: pkgdep_one; local: *; };\n"
+          "PKGDEP_2.0 { global: pkgdep_two; } PKGDEP_1.0;\n")
 MAP_V1 = "PKGDEP_1.0 { global: pkgdep_one; local: *; };\n"
 
 
-def fake_prefix(root: Path, ext_source: str | None = None, ext_flags: tuple[str, ...] = ()) -> Path:
+def fake_prefix(root: Path, ext_source: str | None = None,
+                ext_flags: tuple[str, ...] = ()) -> Path:
     """An installed-prefix look-alike.
 
     bin/python3 (RUNPATH $ORIGIN/../lib) needs lib/libpyfake.so.1; the distribution ``pkg``
