@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHELLS, shell_argv
+from tests.conftest import SHELLS, require, shell_argv
 from tests.unit.test_installer import make_tree
 
 # the shell's own bookkeeping (ksh93 exports _AST_FEATURES and A__z on its own)
@@ -30,6 +30,7 @@ def gpu_env(tmp: Path, conf: str, name: str = "it's here") -> Path:
     nvcc.write_text("#!/bin/sh\necho 'Cuda compilation tools, release 12.8'\n")
     nvcc.chmod(0o755)
     (prefix / "gapship" / "activate.conf").write_text(conf)
+    (prefix / "gapship" / "version").write_text("1.0\n")
     proc = subprocess.run(["dash", str(prefix / "gapship/libexec/write-activation.sh"),
                            str(prefix), str(prefix)], capture_output=True, text=True,
                           check=False)
@@ -201,3 +202,45 @@ def test_a_colon_in_the_prefix_is_refused_in_one_line(tmp_path: Path) -> None:
                           check=False)
     assert proc.returncode != 0
     assert len(proc.stderr.strip().splitlines()) == 1 and "--prefix" in proc.stderr
+
+
+# ---- modulefiles, loaded and unloaded by Lmod (the .lua, and the Tcl one through tcl2lua)
+
+LMOD_INIT = Path("/usr/share/lmod/lmod/init/bash")
+_MODULE_VARS = "PATH CUDA_HOME CUDA_PATH LD_LIBRARY_PATH XLA_FLAGS PYTHONHOME GAPSHIP_PREFIX"
+
+
+@pytest.mark.parametrize("flavour", ["lua", "tcl"])
+def test_module_load_sets_and_unload_takes_away(tmp_path: Path, flavour: str) -> None:
+    require(LMOD_INIT.is_file(), "Lmod is not installed (apt-get install lmod)")
+    # Lmod's tcl2lua cannot open a modulefile whose path holds a space; Lmod itself can
+    prefix = gpu_env(tmp_path, FULL_CONF, name="it's here" if flavour == "lua" else "env")
+    if flavour == "tcl":
+        (prefix / "modulefiles" / "gpu" / "1.0.lua").unlink()
+    show = ('for v in ' + _MODULE_VARS + '; do eval "printf \'%s=%s\\n\' $v \\"\\${$v-unset}\\""; '
+            'done > "$T/$1"')
+    script = f"""
+show() {{ {show}; }}
+. {LMOD_INIT}
+CUDA_HOME=/site/cuda; LD_LIBRARY_PATH="$SITE"; XLA_FLAGS=--x=1; PYTHONHOME=/ph
+export CUDA_HOME LD_LIBRARY_PATH XLA_FLAGS PYTHONHOME
+show before
+module use "$P/modulefiles"
+module load gpu || exit 3
+show during
+module unload gpu
+show after
+"""
+    proc = run("bash", script, tmp_path, prefix, site_cuda(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    before, during, after = (shown(tmp_path, n) for n in ("before", "during", "after"))
+    assert during["PATH"].split(":")[:2] == [f"{prefix}/bin", f"{prefix}/cuda/bin"]
+    assert during["CUDA_HOME"] == during["CUDA_PATH"] == f"{prefix}/cuda"
+    assert during["LD_LIBRARY_PATH"] == f"{prefix}/cuda/lib64:{tmp_path}/site cuda/lib64"
+    assert during["XLA_FLAGS"] == f"--x=1 --xla_gpu_cuda_data_dir={prefix}/cuda"
+    assert during["PYTHONHOME"] == "unset" and during["GAPSHIP_PREFIX"] == str(prefix)
+    for var in ("PATH", "LD_LIBRARY_PATH", "XLA_FLAGS", "CUDA_PATH", "GAPSHIP_PREFIX"):
+        assert after[var] == before[var], var
+    # Lmod's pushenv gives back a site module's value; Tcl's setenv can only unset it
+    assert after["CUDA_HOME"] == ("/site/cuda" if flavour == "lua" else "unset")
+    assert after["PYTHONHOME"] == ("/ph" if flavour == "lua" else "unset")

@@ -24,10 +24,14 @@ fi
 # single-quote for sh, then escape for a sed replacement
 sh_quote() { printf '%s' "$1" | sed "s/'/'\\\\''/g"; }
 sed_escape() { printf '%s' "$1" | sed 's/[\\&|]/\\&/g'; }
+# a Lua long string and a Tcl braced word, for the modulefiles
+lua_q() { printf '[==[%s]==]' "$1"; }
+tcl_q() { printf '{%s}' "$1"; }
+emit() { printf '%s\n' "$*"; }
 
 # The GPU stack (gapship/activate.conf, prefix-relative, written at pack time): CUDA_HOME,
 # a dir for PATH, dirs for LD_LIBRARY_PATH, XLA's CUDA data dir.
-cuda= cuda_bin= ld= xla= gpu_vars=
+cuda= cuda_bin= ld= xla= gpu_vars= lua_ld= tcl_ld=
 conf="$tree/gapship/activate.conf"
 if [ -f "$conf" ]; then
     while IFS= read -r line || [ -n "$line" ]; do
@@ -35,7 +39,11 @@ if [ -f "$conf" ]; then
         case $line in
             cuda_home=*) cuda=$val; gpu_vars="CUDA_HOME CUDA_PATH LD_LIBRARY_PATH" ;;
             path=*) cuda_bin=$val ;;
-            ld_library_path=*) ld="$ld${ld:+:}$val" ;;
+            ld_library_path=*) ld="$ld${ld:+:}$val"
+                lua_ld="prepend_path(\"LD_LIBRARY_PATH\", $(lua_q "$val"))
+$lua_ld"
+                tcl_ld="prepend-path LD_LIBRARY_PATH $(tcl_q "$val")
+$tcl_ld" ;;
             xla_cuda_data_dir=*) xla=$val; gpu_vars="$gpu_vars XLA_FLAGS" ;;
         esac
     done < "$conf"
@@ -60,5 +68,47 @@ sed -e "s|__GAPSHIP_PREFIX__|$p_sh|g" -e "s|__GAPSHIP_NAME__|$n_sh|g" \
     -e "s|__GAPSHIP_GPU_VARS__|$gpu_vars|g" \
     "$tree/gapship/activation/activate.sh.in" > "$tmp"
 mv -f "$tmp" "$tree/activate"
+
+# Modulefiles: the same variables for `module use PREFIX/modulefiles; module load NAME`.
+# Lmod reads NAME/VERSION.lua (pushenv: unload gives back a site module's CUDA_HOME);
+# Environment Modules, 3.2 included, read the Tcl NAME/VERSION.
+version=$(cat "$tree/gapship/version" 2>/dev/null || echo default)
+mods="$tree/modulefiles/$name"
+mkdir -p "$mods"
+{
+    emit "-- gapship environment $name $version: module use $prefix/modulefiles; module load $name"
+    emit "-- Written at install time (and by bin/gapship-rehome); module unload takes it all away."
+    emit "whatis($(lua_q "$name $version: a gapship environment"))"
+    emit 'family("gapship")'
+    [ -z "$cuda_bin" ] || emit "prepend_path(\"PATH\", $(lua_q "$cuda_bin"))"
+    emit "prepend_path(\"PATH\", $(lua_q "$prefix/bin"))"
+    emit 'pushenv("PYTHONHOME", false)'
+    emit "setenv(\"GAPSHIP_PREFIX\", $(lua_q "$prefix"))"
+    emit "setenv(\"GAPSHIP_ENV\", $(lua_q "$name"))"
+    if [ -n "$cuda" ]; then
+        emit "pushenv(\"CUDA_HOME\", $(lua_q "$cuda"))"
+        emit "pushenv(\"CUDA_PATH\", $(lua_q "$cuda"))"
+        printf '%s' "$lua_ld"
+        [ -z "$xla" ] || emit "append_path{\"XLA_FLAGS\", $(lua_q "--xla_gpu_cuda_data_dir=$xla"), delim=\" \"}"
+    fi
+} > "$mods/$version.lua.tmp"
+{
+    emit "#%Module1.0"
+    emit "## gapship environment $name $version: module use $prefix/modulefiles; module load $name"
+    emit "module-whatis $(tcl_q "$name $version: a gapship environment")"
+    [ -z "$cuda_bin" ] || emit "prepend-path PATH $(tcl_q "$cuda_bin")"
+    emit "prepend-path PATH $(tcl_q "$prefix/bin")"
+    emit "unsetenv PYTHONHOME"
+    emit "setenv GAPSHIP_PREFIX $(tcl_q "$prefix")"
+    emit "setenv GAPSHIP_ENV $(tcl_q "$name")"
+    if [ -n "$cuda" ]; then
+        emit "setenv CUDA_HOME $(tcl_q "$cuda")"
+        emit "setenv CUDA_PATH $(tcl_q "$cuda")"
+        printf '%s' "$tcl_ld"
+        [ -z "$xla" ] || emit "append-path -d { } XLA_FLAGS $(tcl_q "--xla_gpu_cuda_data_dir=$xla")"
+    fi
+} > "$mods/$version.tmp"
+mv -f "$mods/$version.lua.tmp" "$mods/$version.lua"
+mv -f "$mods/$version.tmp" "$mods/$version"
 printf '%s\n' "$prefix" > "$tree/gapship/prefix.tmp"
 mv -f "$tree/gapship/prefix.tmp" "$tree/gapship/prefix"

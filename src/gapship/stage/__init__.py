@@ -129,6 +129,7 @@ def stage_environment(lock: Lock, python: PythonInstall | TargetPython, wheels: 
     dists = manifest.distributions(site)
     meta = root / "gapship"
     (meta / "name").write_text(lock.name + "\n", encoding="utf-8")
+    (meta / "version").write_text(lock.env_version + "\n", encoding="utf-8")
     manifest.write_json(meta / "lock.json", json.loads(lock.to_json()))
     manifest.write_json(meta / "target.json", target.raw)
     manifest.write_json(meta / "environment.json", {
