@@ -24,14 +24,10 @@ fi
 # single-quote for sh, then escape for a sed replacement
 sh_quote() { printf '%s' "$1" | sed "s/'/'\\\\''/g"; }
 sed_escape() { printf '%s' "$1" | sed 's/[\\&|]/\\&/g'; }
-# a Lua long string and a Tcl braced word, for the modulefiles
-lua_q() { printf '[==[%s]==]' "$1"; }
-tcl_q() { printf '{%s}' "$1"; }
-emit() { printf '%s\n' "$*"; }
 
 # The GPU stack (gapship/activate.conf, prefix-relative, written at pack time): CUDA_HOME,
 # a dir for PATH, dirs for LD_LIBRARY_PATH, XLA's CUDA data dir.
-cuda= cuda_bin= ld= xla= gpu_vars= lua_ld= tcl_ld=
+cuda= cuda_bin= ld= xla= gpu_vars= ld_last_first=
 conf="$tree/gapship/activate.conf"
 if [ -f "$conf" ]; then
     while IFS= read -r line || [ -n "$line" ]; do
@@ -40,10 +36,9 @@ if [ -f "$conf" ]; then
             cuda_home=*) cuda=$val; gpu_vars="CUDA_HOME CUDA_PATH LD_LIBRARY_PATH" ;;
             path=*) cuda_bin=$val ;;
             ld_library_path=*) ld="$ld${ld:+:}$val"
-                lua_ld="prepend_path(\"LD_LIBRARY_PATH\", $(lua_q "$val"))
-$lua_ld"
-                tcl_ld="prepend-path LD_LIBRARY_PATH $(tcl_q "$val")
-$tcl_ld" ;;
+                # each prepend of a modulefile goes in front: the last dir first
+                ld_last_first="$val
+$ld_last_first" ;;
             xla_cuda_data_dir=*) xla=$val; gpu_vars="$gpu_vars XLA_FLAGS" ;;
         esac
     done < "$conf"
@@ -71,43 +66,47 @@ mv -f "$tmp" "$tree/activate"
 
 # Modulefiles: the same variables for `module use PREFIX/modulefiles; module load NAME`.
 # Lmod reads NAME/VERSION.lua (pushenv: unload gives back a site module's CUDA_HOME);
-# Environment Modules, 3.2 included, read the Tcl NAME/VERSION.
+# Environment Modules, 3.2 included, read the Tcl NAME/VERSION (setenv: unload unsets).
+# One writer, FORMAT lua or tcl; values are Lua long strings or Tcl braced words.
+modulefile() {
+    fmt=$1
+    q() { if [ "$fmt" = lua ]; then printf '[==[%s]==]' "$1"; else printf '{%s}' "$1"; fi; }
+    say() { printf '%s\n' "$1"; }
+    prepend() { [ "$fmt" = lua ] && say "prepend_path(\"$1\", $(q "$2"))" || say "prepend-path $1 $(q "$2")"; }
+    set_var() { [ "$fmt" = lua ] && say "setenv(\"$1\", $(q "$2"))" || say "setenv $1 $(q "$2")"; }
+    push_var() { [ "$fmt" = lua ] && say "pushenv(\"$1\", $(q "$2"))" || say "setenv $1 $(q "$2")"; }
+    what="gapship environment $name $version: module use $prefix/modulefiles; module load $name"
+    if [ "$fmt" = lua ]; then
+        say "-- $what"
+        say "whatis($(q "$name $version: a gapship environment"))"
+        say 'family("gapship")'
+        say 'pushenv("PYTHONHOME", false)'
+    else
+        say "#%Module1.0"
+        say "## $what"
+        say "module-whatis $(q "$name $version: a gapship environment")"
+        say "unsetenv PYTHONHOME"
+    fi
+    [ -z "$cuda_bin" ] || prepend PATH "$cuda_bin"
+    prepend PATH "$prefix/bin"
+    set_var GAPSHIP_PREFIX "$prefix"
+    set_var GAPSHIP_ENV "$name"
+    [ -n "$cuda" ] || return 0
+    push_var CUDA_HOME "$cuda"
+    push_var CUDA_PATH "$cuda"
+    printf '%s' "$ld_last_first" | while IFS= read -r dir; do prepend LD_LIBRARY_PATH "$dir"; done
+    [ -n "$xla" ] || return 0
+    if [ "$fmt" = lua ]; then
+        say "append_path{\"XLA_FLAGS\", $(q "--xla_gpu_cuda_data_dir=$xla"), delim=\" \"}"
+    else
+        say "append-path -d { } XLA_FLAGS $(q "--xla_gpu_cuda_data_dir=$xla")"
+    fi
+}
 version=$(cat "$tree/gapship/version" 2>/dev/null || echo default)
 mods="$tree/modulefiles/$name"
 mkdir -p "$mods"
-{
-    emit "-- gapship environment $name $version: module use $prefix/modulefiles; module load $name"
-    emit "-- Written at install time (and by bin/gapship-rehome); module unload takes it all away."
-    emit "whatis($(lua_q "$name $version: a gapship environment"))"
-    emit 'family("gapship")'
-    [ -z "$cuda_bin" ] || emit "prepend_path(\"PATH\", $(lua_q "$cuda_bin"))"
-    emit "prepend_path(\"PATH\", $(lua_q "$prefix/bin"))"
-    emit 'pushenv("PYTHONHOME", false)'
-    emit "setenv(\"GAPSHIP_PREFIX\", $(lua_q "$prefix"))"
-    emit "setenv(\"GAPSHIP_ENV\", $(lua_q "$name"))"
-    if [ -n "$cuda" ]; then
-        emit "pushenv(\"CUDA_HOME\", $(lua_q "$cuda"))"
-        emit "pushenv(\"CUDA_PATH\", $(lua_q "$cuda"))"
-        printf '%s' "$lua_ld"
-        [ -z "$xla" ] || emit "append_path{\"XLA_FLAGS\", $(lua_q "--xla_gpu_cuda_data_dir=$xla"), delim=\" \"}"
-    fi
-} > "$mods/$version.lua.tmp"
-{
-    emit "#%Module1.0"
-    emit "## gapship environment $name $version: module use $prefix/modulefiles; module load $name"
-    emit "module-whatis $(tcl_q "$name $version: a gapship environment")"
-    [ -z "$cuda_bin" ] || emit "prepend-path PATH $(tcl_q "$cuda_bin")"
-    emit "prepend-path PATH $(tcl_q "$prefix/bin")"
-    emit "unsetenv PYTHONHOME"
-    emit "setenv GAPSHIP_PREFIX $(tcl_q "$prefix")"
-    emit "setenv GAPSHIP_ENV $(tcl_q "$name")"
-    if [ -n "$cuda" ]; then
-        emit "setenv CUDA_HOME $(tcl_q "$cuda")"
-        emit "setenv CUDA_PATH $(tcl_q "$cuda")"
-        printf '%s' "$tcl_ld"
-        [ -z "$xla" ] || emit "append-path -d { } XLA_FLAGS $(tcl_q "--xla_gpu_cuda_data_dir=$xla")"
-    fi
-} > "$mods/$version.tmp"
+modulefile lua > "$mods/$version.lua.tmp"
+modulefile tcl > "$mods/$version.tmp"
 mv -f "$mods/$version.lua.tmp" "$mods/$version.lua"
 mv -f "$mods/$version.tmp" "$mods/$version"
 printf '%s\n' "$prefix" > "$tree/gapship/prefix.tmp"
