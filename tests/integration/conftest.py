@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -31,12 +31,13 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def probe_in(release: str, dest: Path) -> Path:
-    """Run probe.sh inside the replica, exactly as a user runs it on the target."""
+def probe_in(release: str, dest: Path, shell: str = "sh",
+             binds: Sequence[tuple[Path, str]] = ()) -> Path:
+    """Run probe.sh inside the replica with ``shell``, exactly as a user runs it on the target."""
     need_replica(release)
     with replica(release) as rep:
         (rep.home / "probe.sh").write_text(probe_script())
-        proc = rep.run("sh probe.sh > target.json")
+        proc = rep.run(f"{shell} probe.sh > target.json", binds)
         assert proc.returncode == 0, proc.stderr
         shutil.copy(rep.home / "target.json", dest)
     return dest

@@ -10,6 +10,7 @@ import pytest
 from gapship.errors import TargetError
 from gapship.probe import load_target, parse_target, probe_script
 from tests.conftest import SHELLS, gapship, shell_argv
+from tests.fixtures.targets import fixture_target_path
 
 
 def run_probe_with(argv: list[str], script: Path, env: dict[str, str] | None = None,
@@ -35,44 +36,6 @@ def test_probe_runs_under_each_shell_and_matches_this_machine(shell: str, tmp_pa
     assert abs(data["storage"]["dir_free_kb"] - free_kb) < 512 * 1024  # type: ignore[index]
     cpuinfo = Path("/proc/cpuinfo").read_text()
     assert ("avx2" in info.cpu_flags) == (" avx2" in cpuinfo)
-
-
-def test_probe_replays_a_recorded_machine(tmp_path: Path) -> None:
-    """The seam: files under GAPSHIP_PROBE_ROOT, commands from a fixture bin on PATH."""
-    root = tmp_path / "root"
-    (root / "etc").mkdir(parents=True)
-    (root / "etc" / "os-release").write_text('ID=ubuntu\nVERSION_ID="16.04"\n'
-                                             'PRETTY_NAME="Ubuntu 16.04.7 LTS"\n')
-    (root / "proc" / "driver" / "nvidia").mkdir(parents=True)
-    (root / "proc" / "driver" / "nvidia" / "version").write_text(
-        "NVRM version: NVIDIA UNIX x86_64 Kernel Module  384.183  Thu Jul 16 2020\n")
-    (root / "proc" / "cpuinfo").write_text(
-        "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) CPU E5-2692 v2\n"
-        "flags\t\t: fpu sse2 ssse3 cx16 sse4_1 sse4_2 popcnt lahf_lm avx\n"
-        "processor\t: 1\n")
-    (root / "proc" / "modules").write_text("nvidia_uvm 1 0 - Live 0x0\nnvidia 2 0 - Live 0x0\n")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "getconf").write_text("#!/bin/sh\necho 'glibc 2.23'\n")
-    (bin_dir / "nvidia-smi").write_text(
-        "#!/bin/sh\necho 'Tesla K80, 3.7, 11441, 384.183'\necho 'Tesla K80, 3.7, 11441, 384.183'\n")
-    for f in bin_dir.iterdir():
-        f.chmod(0o755)
-    script = tmp_path / "probe.sh"
-    script.write_text(probe_script())
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "GAPSHIP_PROBE_ROOT": str(root),
-           "HOME": str(tmp_path)}
-    data = run_probe_with(["dash"], script, env, "--redact")
-    assert data["os"]["id"] == "ubuntu" and data["os"]["version_id"] == "16.04"  # type: ignore[index]
-    assert data["libc"] == {"family": "glibc", "version": "2.23", "glibcxx": None,
-                            "libstdcxx": None}
-    assert data["cpu"]["cores"] == 2 and data["cpu"]["x86_64_level"] == 2  # type: ignore[index]
-    assert "avx2" not in data["cpu"]["flags"]  # type: ignore[index]
-    nv = data["nvidia"]
-    assert nv["driver_version"] == "384.183" and nv["uvm_loaded"] is True  # type: ignore[index]
-    assert nv["gpus"][0] == {"name": "Tesla K80", "compute_capability": "3.7",  # type: ignore[index]
-                             "memory_mib": 11441}
-    assert data["host"] == {"hostname": None, "user": None}
 
 
 def test_probe_time_limits_a_hanging_command(tmp_path: Path) -> None:
@@ -117,3 +80,35 @@ def test_target_show_summarises_a_local_probe(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "glibc" in proc.stdout
     proc = gapship("target", "show", str(out), "--json")
     assert json.loads(proc.stdout)["schema_version"] == 1
+
+
+def test_probe_script_writes_the_exact_script(tmp_path: Path) -> None:
+    proc = gapship("probe", "--script")
+    assert proc.returncode == 0 and proc.stdout == probe_script()
+    out = tmp_path / "probe.sh"
+    assert gapship("probe", "--script", "-o", str(out)).returncode == 0
+    assert out.read_text() == probe_script() and os.access(out, os.X_OK)
+    assert probe_script().startswith("#!/bin/sh\n")
+
+
+@pytest.mark.parametrize(
+    ("machine", "fragments"),
+    [
+        ("ubuntu1604-k80", ["2 x Tesla K80 (compute capability unknown, 11 GiB)", "384.183",
+                            "24 cores, x86-64-v2 (AVX, no AVX2)", "230.2 TiB free, lustre",
+                            "Tcl modules (MODULEPATH /THL5/software/modulefiles:",
+                            "srun, sbcast, sbatch", "nvidia_uvm       not loaded"]),
+        ("rocky8-a100", ["8 x NVIDIA A100-SXM4-80GB (sm 8.0, 80 GiB)", "525.105.17",
+                         "x86-64-v3 (AVX2)", "1200.0 TiB free, gpfs", "Lmod", "apptainer"]),
+        ("login-cpu", ["GPUs             none found", "NVIDIA driver    none found", "Lmod",
+                       "srun, sbcast, sbatch"]),
+        ("alpine-musl", ["musl 1.2.4", "no libstdc++.so.6 found", "/tmp             noexec",
+                         "Pythons          none"]),
+    ],
+)
+def test_target_show_summarises_a_recorded_target(machine: str, fragments: list[str]) -> None:
+    proc = gapship("target", "show", str(fixture_target_path(machine)),
+                   env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stdout

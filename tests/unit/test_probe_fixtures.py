@@ -1,4 +1,4 @@
-"""probe.sh replayed on every recorded machine (tests/fixtures/targets) under dash, bash and
+"""probe.sh replayed on every recorded machine (tests/fixtures/targets) under dash, bash, ksh and
 busybox ash: it prints exactly the recorded target.json, which the schema accepts."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.fixtures.targets import (
     schema_errors,
 )
 
-REPLAY_SHELLS = ["dash", "bash", "busybox"]
+REPLAY_SHELLS = ["dash", "bash", "busybox", "ksh"]
 STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
