@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from gapship.doctor.node import cpu
 from gapship.doctor.node.base import FAIL, PASS, WARN
@@ -20,19 +21,19 @@ def cpuinfo(tmp_path: Path, flags: str) -> str:
     return str(path)
 
 
-def prefix_with(tmp_path: Path, needs: list[dict[str, object]]) -> str:
+def prefix_with(tmp_path: Path, needs: list[dict[str, Any]]) -> str:
     meta = tmp_path / "env" / "gapship"
     meta.mkdir(parents=True)
     (meta / "cpu_needs.json").write_text(json.dumps({"schema_version": 1, "needs": needs}))
     return str(tmp_path / "env")
 
 
-TF = {"distribution": "tensorflow", "version": "2.17.0", "flags": ["avx"], "x86_64_level": None,
+TF: dict[str, Any] = {"distribution": "tensorflow", "version": "2.17.0", "flags": ["avx"], "x86_64_level": None,
       "reason": "TensorFlow >= 1.6 prebuilt wheels use AVX", "source": "TF RELEASE.md 1.6.0",
       "verified": True}
-NUMPY = {"distribution": "numpy", "version": "2.4.0", "flags": [], "x86_64_level": "x86-64-v2",
+NUMPY: dict[str, Any] = {"distribution": "numpy", "version": "2.4.0", "flags": [], "x86_64_level": "x86-64-v2",
          "reason": "NumPy >= 2.4 baseline", "source": "numpy PR 28896", "verified": True}
-HINT = {"distribution": "torch", "version": "2.9.0", "flags": ["avx2"], "x86_64_level": None,
+HINT: dict[str, Any] = {"distribution": "torch", "version": "2.9.0", "flags": ["avx2"], "x86_64_level": None,
         "reason": "proposal", "source": "pytorch#94021", "verified": False}
 
 

@@ -9,6 +9,7 @@ the CPU with the kernel parameters it is given. The PTX itself only runs on a re
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,9 +44,10 @@ def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 def run(fakes: Path, node: dict[str, str], expected: dict[str, object] | None = None,
-        ) -> tuple[list[gpu.Check], dict[str, object]]:
-    return gpu.check_gpu(dict(CONTEXT), PLANNED if expected is None else expected,
-                         libcuda=str(fakes / "libcuda.so.1"), **node)  # type: ignore[arg-type]
+        ) -> tuple[list[Any], dict[str, Any]]:
+    checks, facts = gpu.check_gpu(dict(CONTEXT), PLANNED if expected is None else expected,
+                                  libcuda=str(fakes / "libcuda.so.1"), **node)
+    return list(checks), dict(facts)
 
 
 def test_a_working_gpu(fakes: Path, node: dict[str, str]) -> None:
@@ -130,7 +132,7 @@ def test_every_device_is_checked(fakes: Path, node: dict[str, str],
     checks, facts = run(fakes, node)
     assert [c.name for c in checks if c.name.startswith("vector add")] == [
         "vector add on GPU 0 (PTX JIT)", "vector add on GPU 1 (PTX JIT)"]
-    assert len(facts["devices"]) == 2  # type: ignore[arg-type]
+    assert len(facts["devices"]) == 2
 
 
 @pytest.mark.parametrize(("archs", "cc", "covered"), [
