@@ -28,13 +28,16 @@ def prefix_with(tmp_path: Path, needs: list[dict[str, Any]]) -> str:
     return str(tmp_path / "env")
 
 
-TF: dict[str, Any] = {"distribution": "tensorflow", "version": "2.17.0", "flags": ["avx"], "x86_64_level": None,
-      "reason": "TensorFlow >= 1.6 prebuilt wheels use AVX", "source": "TF RELEASE.md 1.6.0",
-      "verified": True}
-NUMPY: dict[str, Any] = {"distribution": "numpy", "version": "2.4.0", "flags": [], "x86_64_level": "x86-64-v2",
-         "reason": "NumPy >= 2.4 baseline", "source": "numpy PR 28896", "verified": True}
-HINT: dict[str, Any] = {"distribution": "torch", "version": "2.9.0", "flags": ["avx2"], "x86_64_level": None,
-        "reason": "proposal", "source": "pytorch#94021", "verified": False}
+TF: dict[str, Any] = {
+    "distribution": "tensorflow", "version": "2.17.0", "flags": ["avx"], "x86_64_level": None,
+    "reason": "TensorFlow >= 1.6 prebuilt wheels use AVX", "source": "TF RELEASE.md 1.6.0",
+    "verified": True}
+NUMPY: dict[str, Any] = {
+    "distribution": "numpy", "version": "2.4.0", "flags": [], "x86_64_level": "x86-64-v2",
+    "reason": "NumPy >= 2.4 baseline", "source": "numpy PR 28896", "verified": True}
+HINT: dict[str, Any] = {
+    "distribution": "torch", "version": "2.9.0", "flags": ["avx2"], "x86_64_level": None,
+    "reason": "proposal", "source": "pytorch#94021", "verified": False}
 
 
 def test_levels() -> None:
