@@ -38,6 +38,7 @@ done
 
 # Path of command $1 on PATH. PATH is searched here, not with `command -v`: a busybox shell
 # that prefers its own applets would otherwise answer for commands the machine does not have.
+# Only absolute entries count: the answer must not depend on the working directory.
 find_cmd() {
     _ifs=$IFS; IFS=:
     for _d in $PATH; do
