@@ -87,7 +87,7 @@ def test_a_library_needing_a_newer_glibc(tmp_path: Path) -> None:
     check = by_name["GLIBC_2.36 not in this node's libc.so.6"]
     assert check.status == FAIL and check.diagnosis == "glibc-too-old"
     assert check.detail.startswith(f"needed by pkg: {SITE}/pkg/_ext.so; libc.so.6 here is ")
-    assert check.detail.endswith("newest GLIBC_2.31")
+    assert check.detail.endswith("(glibc 2.36), newest GLIBC_2.31")
     assert "needs GLIBC_2.36 from" in check.remedy and "pack again with --target" in check.remedy
     # against the builder's own glibc the same prefix is fine
     assert check_closure(str(prefix), loader=Loader(""))[0][0].status == PASS

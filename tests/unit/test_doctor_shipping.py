@@ -72,7 +72,8 @@ def test_installed_doctor_runs(which: str, tmp_path: Path) -> None:
     prefix = make_prefix(tmp_path, PYTHONS[which][0], driver_dir)
 
     rc, report = doctor_run(prefix, "--quick", env={"LD_LIBRARY_PATH": str(only_driver)})
-    failing = [c for c in report["checks"] if c["status"] != "pass"]
+    failing = [c for c in report["checks"]
+               if c["status"] != "pass" and c["name"] != "nvidia_uvm"]  # /proc/modules may lack it
     assert rc == 0 and report["ok"], failing
     assert report["schema_version"] == 1 and report["exit_status"] == 0
     names = [c["name"] for c in report["checks"]]

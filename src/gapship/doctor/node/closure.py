@@ -171,6 +171,14 @@ def _check_versions(loader, path, obj, found, result):
                 result.missing_versions.setdefault((version, where), []).append(path)
 
 
+def running_glibc():
+    """'glibc 2.31': the C library this process (on this node) runs with, or None."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def _newest(defs, family):
     """The newest version of ``family`` (GLIBC_ ...) among ``defs``, by number."""
     best = None
@@ -255,8 +263,9 @@ def _missing_version(version, provider, paths, owners, loader):
     text = "%s: version `%s' not found (required by %s)" % (provider, version,
                                                            listing(sorted(by_owner)))
     found = catalogue().diagnose(text)
-    detail = "needed by %s: %s; %s here is %s%s" % (
+    detail = "needed by %s: %s; %s here is %s%s%s" % (
         listing(sorted(by_owner)), needers, lib, owners.rel(provider),
+        " (%s)" % running_glibc() if family == "GLIBC" and running_glibc() else "",
         ", newest %s" % newest if newest else "")
     remedy = found.remedy if found else (
         "The %s found is older than the one %s was built against: check that LD_LIBRARY_PATH "
