@@ -214,6 +214,20 @@ class CompatData:
                 return row
         return None
 
+    def cpu_needs_of(self, packages: list[tuple[str, str]]) -> list[CpuNeed]:
+        """The CPU needs that apply to these (distribution, version) pairs."""
+        out = []
+        for name, version in packages:
+            key = re.sub(r"[-_.]+", "-", name).lower()
+            for need in self.cpu_needs:
+                try:
+                    applies = Version(version) in need.versions
+                except InvalidVersion:
+                    applies = False
+                if need.distribution == key and applies:
+                    out.append(need)
+        return out
+
     def source(self, key: str) -> str:
         return self.sources.get(key, key)
 

@@ -28,10 +28,11 @@ from gapship.compat import load as load_compat
 from gapship.errors import ResolveError
 from gapship.plan.gpu import decide as gpu_decide
 from gapship.plan.types import Decision, GpuPlan, Lock, LockedFile
-
-__all__ = ["Decision", "GpuPlan", "Lock", "LockedFile", "plan", "resolve", "uv_bin", "uv_env"]
 from gapship.probe import TargetInfo
 from gapship.spec import Spec
+
+__all__ = ["Decision", "GpuPlan", "Lock", "LockedFile", "cpu_needs_json", "plan", "resolve",
+           "uv_bin", "uv_env"]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -209,6 +210,33 @@ def cpu_constraints(target: TargetInfo, compat: CompatData) -> tuple[list[str], 
     return out, decisions
 
 
+def _cpu_warnings(files: tuple[LockedFile, ...], target: TargetInfo, compat: CompatData
+                  ) -> list[str]:
+    """What may work but is risky on this CPU: unverified needs it lacks, or a baseline it
+    meets exactly."""
+    flags = set(target.cpu_flags)
+    out = []
+    for need in compat.cpu_needs_of([(f.name, f.version) for f in files]):
+        missing = [f for f in need.flags if f not in flags] if flags else []
+        if missing:
+            out.append(f"{need.distribution}: {need.reason} (unverified); this CPU lacks "
+                       f"{', '.join(missing)}: it may crash with Illegal instruction")
+        elif need.x86_64_level and target.x86_64_level == need.x86_64_level:
+            out.append(f"{need.distribution}: {need.reason}; this CPU is exactly at that "
+                       "baseline: other nodes of the cluster may be older (probe them)")
+    return out
+
+
+def cpu_needs_json(lock: Lock) -> dict[str, Any]:
+    """PREFIX/gapship/cpu_needs.json: what the doctor checks against /proc/cpuinfo."""
+    needs = load_compat().cpu_needs_of([(f.name, f.version) for f in lock.files])
+    versions: dict[str, str] = {canonicalize_name(f.name): f.version for f in lock.files}
+    return {"schema_version": 1, "needs": [
+        {"distribution": n.distribution, "version": versions.get(n.distribution),
+         "flags": list(n.flags), "x86_64_level": n.x86_64_level, "reason": n.reason,
+         "source": n.fact.source, "verified": n.fact.verified} for n in needs]}
+
+
 def _negate(spec: Specifier) -> str | None:
     """The constraint that keeps a simple specifier's versions out: >=X -> <X, ==X.* -> !=X.*."""
     if spec.operator == ">=":
@@ -314,6 +342,7 @@ def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str
                         f"{', '.join(resolution.built_from_source)} will be built from source "
                         "at pack time (pure Python only)")
     decisions += more
+    warnings += _cpu_warnings(files, target, compat)
     requirements = wanted
     indexes = index_urls
     return Lock(name=spec.name, env_version=spec.version, python_version=python_version,

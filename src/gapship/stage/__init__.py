@@ -17,7 +17,7 @@ from pathlib import Path
 from gapship import activate, doctor, ui
 from gapship.cache import cache_dir
 from gapship.errors import StageError
-from gapship.plan import Lock, uv_bin, uv_env
+from gapship.plan import Lock, cpu_needs_json, uv_bin, uv_env
 from gapship.probe import TargetInfo
 from gapship.stage import cuda, glibc, manifest, relocate
 from gapship.stage.interpreter import (
@@ -131,6 +131,7 @@ def stage_environment(lock: Lock, python: PythonInstall | TargetPython, wheels: 
     (meta / "name").write_text(lock.name + "\n", encoding="utf-8")
     (meta / "version").write_text(lock.env_version + "\n", encoding="utf-8")
     manifest.write_json(meta / "lock.json", json.loads(lock.to_json()))
+    manifest.write_json(meta / "cpu_needs.json", cpu_needs_json(lock))
     manifest.write_json(meta / "target.json", target.raw)
     manifest.write_json(meta / "environment.json", {
         "name": lock.name, "version": lock.env_version, "python": python.version,
@@ -144,8 +145,9 @@ def stage_environment(lock: Lock, python: PythonInstall | TargetPython, wheels: 
         ui.step("precompiling bytecode")
         # compileall exits 1 when a few files do not compile (test data in py2 syntax): those
         # simply stay uncompiled. Anything else means the interpreter itself failed.
+        # -d names the files as they will be on the target (/lib/...); 3.6 has no -s/-p
         proc = subprocess.run([str(staged.compiler), "-I", "-B", "-m", "compileall", "-q",
-                               "-j", "0", "-s", str(root), "-p", "/", str(root / "lib")],
+                               "-j", "0", "-d", "/lib", str(root / "lib")],
                               capture_output=True, text=True, check=False)
         if proc.returncode not in (0, 1):
             raise StageError(f"precompiling bytecode failed: {proc.stderr.strip()[-300:]}")
