@@ -19,8 +19,10 @@ from gapship.probe import load_target
 from gapship.replica import Replica
 from gapship.stage import stage_environment
 from gapship.stage.interpreter import find_host_python
+from tests.conftest import ROOT
 from tests.unit.test_cuda_view import make_local_toolkit
 
+GPU_CHECK = ROOT / "scripts" / "gpu_check.py"
 CUDART_VERSION = ("import ctypes, sys; v = ctypes.c_int(); "
                   "lib = ctypes.CDLL(sys.argv[1]); "
                   "print('cudart', lib.cudaRuntimeGetVersion(ctypes.byref(v)), v.value)")
@@ -73,8 +75,10 @@ sh cu12.run --prefix ~/envs/cu12 >/dev/null
 "$CUDA_HOME/bin/ptxas" --version
 python -c "{CUDART_VERSION}" "$CUDA_HOME/lib64/libcudart.so"
 cat "$CUDA_HOME/version.json"
+python gpu_check.py > gpu-check.txt || true
 """
-    proc = trixie.run(script, [(bundle, "/home/user/cu12.run")])
+    proc = trixie.run(script, [(bundle, "/home/user/cu12.run"),
+                               (GPU_CHECK, "/home/user/gpu_check.py")])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     nvcc = version_of(lock, "nvidia-cuda-nvcc-cu12")
     runtime = version_of(lock, "nvidia-cuda-runtime-cu12")
@@ -86,6 +90,11 @@ cat "$CUDA_HOME/version.json"
     assert version_json["cuda_nvcc"]["version"] == nvcc
     gpu_json = json.loads((trixie.home / "envs/cu12/gapship/gpu.json").read_text())
     assert gpu_json["cuda_source"] == "wheels"
+    # the GPU check script gets as far as a machine without a driver lets it
+    check = (trixie.home / "gpu-check.txt").read_text().splitlines()
+    assert check[0].startswith(f"gpu-check: runtime {int(major) * 1000 + int(minor) * 10} from")
+    assert check[0].endswith("/nvidia/cuda_runtime/lib/libcudart.so.12")
+    assert check[1].startswith("gpu-check: FAIL: no NVIDIA driver on this node")
 
 
 def test_cu13_nvcc_answers_from_cuda_home(gpu_work: Path, trixie_target: Path,
