@@ -43,3 +43,34 @@ def test_cli_reports_bad_spec_in_one_line_without_traceback(tmp_path: Path) -> N
     assert "Traceback" not in proc.stderr
     assert "key `python`" in proc.stderr
     assert not (tmp_path / "x.run").exists()
+
+
+def test_gpu_intent_parses() -> None:
+    spec = parse_spec('name = "t"\nframework = "tensorflow-gpu==1.11.0"\n'
+                      'cuda = { path = "/usr/local/cuda-9.0", nvcc = true }\ncudnn = "7"\n'
+                      'indexes = ["https://download.pytorch.org/whl/cu118"]\n'
+                      'exclude = ["nvidia-cufft*"]\n'
+                      'compute = { driver = "470.182.03", compute_capability = ["3.7"] }\n'
+                      'python = { version = "3.6", source = "twin" }\n')
+    assert spec.framework_family == "tensorflow"
+    assert spec.cuda.path == "/usr/local/cuda-9.0" and spec.cuda.nvcc and spec.cudnn.version == "7"
+    assert spec.compute.compute_capabilities == ("3.7",)
+    assert spec.python == "3.6" and spec.python_spec.source == "twin"
+    assert parse_spec('name = "t"\nframework = "none"').framework is None
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ('framework = "pytorch"', "key `framework` = 'pytorch'"),
+    ('cuda = "twelve"', "key `cuda.version` = 'twelve'"),
+    ('cuda = { path = "/x", nvcc = "yes" }', "key `cuda.nvcc` must be true or false"),
+    ('cudnn = { where = "/x" }', "unknown key `cudnn.where`"),
+    ('indexes = ["download.pytorch.org"]', "is not an http(s) or file URL"),
+    ('compute = { driver = "new" }', "key `compute.driver` = 'new'"),
+    ('compute = { compute_capability = ["sm_90"] }', "compute.compute_capability"),
+    ('python = { source = "conda" }', "key `python.source` = 'conda'"),
+    ('python = { version = "3.5" }', "supports Python 3.6 and newer"),
+])
+def test_invalid_gpu_intent_names_the_key(text: str, fragment: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec('name = "x"\n' + text)
+    assert fragment in str(info.value)
