@@ -95,9 +95,17 @@ def replace_c_strings(path: Path, old: bytes, new: bytes) -> int:
 
 
 def neutral_prefix(old: bytes) -> bytes:
-    """A path that exists nowhere, no longer than ``old``."""
-    candidate = b"/gapship-moved"
-    return candidate if len(candidate) <= len(old) else b"/"
+    """A path that exists nowhere, as long as ``old`` and ending in the same last component.
+
+    Linkers merge string tails: PY_VERSION "3.11.7" may be the last bytes of the prefix
+    "/root/.pyenv/versions/3.11.7". Equal length keeps every such tail where it was.
+    """
+    tail = old.rsplit(b"/", 1)[-1]
+    head = b"/gapship-moved"
+    pad = len(old) - len(head) - len(tail)
+    if pad < 1:
+        head, pad = b"", len(old) - len(tail)
+    return head + b"/" * pad + tail
 
 
 def files_containing(root: Path, needles: list[bytes], skip: tuple[str, ...] = ()
