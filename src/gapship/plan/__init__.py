@@ -309,6 +309,11 @@ def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str
             major, minor = gpu.cuda.split(".")[:2]
             nvcc = f"nvidia-cuda-nvcc-cu{major}" if int(major) < 13 else "nvidia-cuda-nvcc"
             wanted.append(f"{nvcc}=={major}.{minor}.*")
+            if int(major) < 13 and _attempt == 0:
+                # checked in nvidia-cuda-nvcc-cu12 12.4 to 12.9: ptxas, nvvm and crt/ only
+                warnings.append(f"{nvcc} carries ptxas but not nvcc itself: $CUDA_HOME/bin "
+                                "will have ptxas only; for `nvcc -V` use CUDA 13 wheels "
+                                "(cuda = \"13.0\") or a local toolkit (cuda = { path = ... })")
         resolution = resolve(tuple(wanted), python_version, target, tuple(index_urls),
                              tuple(constraints))
         files, dropped = _excluded(resolution.files, spec.exclude)
