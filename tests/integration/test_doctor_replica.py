@@ -21,7 +21,7 @@ from gapship.cache import cache_dir
 from gapship.replica import Replica, debian_mirror, replica, rootfs_dir
 from tests.conftest import require, require_tool
 from tests.integration.conftest import need_replica
-from tests.unit.doctor_fakes.build import shared
+from tests.unit.doctor_fakes.build import fake_cuda, shared
 
 HOME = "/home/user"
 
@@ -37,12 +37,15 @@ def test_trixie_no_gpu_then_a_deleted_library(
     fake_srun.parent.mkdir()
     fake_srun.write_text("#!/bin/sh\nexit 0\n")
     fake_srun.chmod(0o755)
+    fake_cuda(trixie.home / "fakes")  # a CUDA runtime stand-in (cudaRuntimeGetVersion: 12.8)
     script = """set -e
 sh demo.run --prefix ~/envs/demo >/dev/null
 rc=0; ~/envs/demo/bin/gapship-doctor --json > plain.json || rc=$?; echo "plain $rc"
 printf '{"schema_version": 1, "framework": "torch", "cuda": "12.8", "cudnn": null,
  "cuda_source": "wheels", "min_driver": "525.60.13", "min_driver_cuda": 12080,
  "archs": null}\n' > ~/envs/demo/gapship/gpu.json
+cudart=$(echo ~/envs/demo/lib/python3*/site-packages)/nvidia/cuda_runtime/lib
+mkdir -p "$cudart" && cp fakes/libcudart.so.12 "$cudart/"
 rc=0; PATH="$HOME/bin:$PATH" ~/envs/demo/bin/gapship-doctor --json > gpu.json || rc=$?
 echo "gpu $rc"
 lib=$(ls ~/envs/demo/lib/python3*/site-packages/numpy.libs/*.so* | head -n 1)
@@ -73,6 +76,7 @@ rc=0; ~/envs/demo/bin/gapship-doctor > deleted.txt || rc=$?; echo "deleted-rc $r
         f"{HOME}/envs/demo/bin/gapship-doctor")
     assert [c["status"] for c in gpu["checks"] if c["group"] != "gpu"] == \
         ["pass"] * (len(gpu["checks"]) - 1)
+    assert [c["name"] for c in checks_of(gpu, "cuda")] == ["CUDA runtime 12.8"]
 
     deleted = lines["deleted"]
     assert lines["deleted-rc"] == "1"
