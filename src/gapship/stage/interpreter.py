@@ -26,11 +26,14 @@ from gapship.stage.graft import real_path
 
 # Prefixes that every system has: not a trace of the builder when left in a file.
 SYSTEM_PREFIXES = {"/", "/usr", "/usr/local"}
+# the oldest Python gapship environments support (the doctor and installer helpers run on it)
+OLDEST_PYTHON = (3, 6)
 
 # Run by the candidate interpreter itself (3.6+, stdlib only).
 _QUERY = r"""
 import json, os, sys, sysconfig
-paths = sysconfig.get_paths()
+# the base install's paths, also when asked through a virtual environment's python
+paths = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})
 print(json.dumps({
     "version": "%d.%d.%d" % sys.version_info[:3],
     "implementation": sys.implementation.name,

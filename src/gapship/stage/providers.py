@@ -23,12 +23,16 @@ from gapship.spec import PythonSpec
 from gapship.stage import glibc, twin
 from gapship.stage.elf import iter_elf_files, version_key
 from gapship.stage.graft import library_closure
-from gapship.stage.interpreter import PythonInstall, TargetPython, find_host_python, minor_of
+from gapship.stage.interpreter import (
+    OLDEST_PYTHON,
+    PythonInstall,
+    TargetPython,
+    find_host_python,
+    minor_of,
+)
 from gapship.stage.standalone import from_archive, from_path, from_uv, uv_downloadable
 
 AUTO_ORDER = ("host", "standalone", "target", "twin")
-# the oldest Python gapship environments support
-_OLDEST = (3, 6)
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,9 @@ def _dotted(version: tuple[int, ...]) -> str:
 
 def interpreter_needs(python: PythonInstall) -> glibc.VersionNeeds:
     """The GLIBC_/GLIBCXX_ needs of an interpreter and the libraries it would graft."""
-    elf_files = [python.executable, *iter_elf_files(python.platstdlib / "lib-dynload")]
+    elf_files = [python.executable]
+    for libdir in {python.stdlib, python.platstdlib}:
+        elf_files += iter_elf_files(libdir / "lib-dynload")
     elf_files += sorted((python.prefix / "lib").glob("libpython3*.so*"))
     real = list(dict.fromkeys(p.resolve() for p in elf_files if p.exists()))
     closure = library_closure(real, python.sysroot)
@@ -76,6 +82,9 @@ def glibc_misfit(python: PythonInstall, target: TargetInfo) -> str | None:
 
 
 def _fitting(python: PythonInstall, target: TargetInfo) -> PythonInstall:
+    if target.libc_family != "glibc":
+        raise Unavailable(f"the target's C library is {target.libc_family or 'unknown'}; this "
+                          "interpreter is built for glibc")
     misfit = glibc_misfit(python, target)
     if misfit:
         raise Unavailable(misfit)
@@ -92,7 +101,9 @@ def target_python(target: TargetInfo, minor: str | None) -> TargetPython:
         if not isinstance(path, str) or not isinstance(version, str) or not path.startswith("/"):
             continue
         key = version_key(f"_{version}")
-        if len(key) >= 2 and key[:2] >= _OLDEST and (minor is None or minor_of(version) == minor):
+        if len(key) < 2 or key[:2] < OLDEST_PYTHON:
+            continue
+        if minor is None or minor_of(version) == minor:
             found.append((key, path))
     if not found:
         listed = ", ".join(f"{e.get('version')} ({e.get('path')})"
@@ -126,6 +137,9 @@ def _standalone(want: PythonSpec, target: TargetInfo, auto: bool) -> PythonInsta
 
 def _twin(want: PythonSpec, target: TargetInfo) -> PythonInstall:
     root = Path(want.twin_root).expanduser() if want.twin_root else None
+    if root is None and target.libc_family != "glibc":
+        raise Unavailable(f"the target's C library is {target.libc_family or 'unknown'}; twins "
+                          "are Debian and Ubuntu releases")
     why = twin.unavailable(target, want.version, root)
     if why:
         raise Unavailable(why)

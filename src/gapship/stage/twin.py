@@ -20,7 +20,7 @@ from gapship import ui
 from gapship.errors import ReplicaError, StageError
 from gapship.probe import TargetInfo
 from gapship.replica import ensure_rootfs, replica, rootfs_dir
-from gapship.stage.interpreter import PythonInstall, query_python
+from gapship.stage.interpreter import OLDEST_PYTHON, PythonInstall, query_python
 
 _DEBOOTSTRAP_SCRIPTS = Path(os.environ.get("DEBOOTSTRAP_DIR", "/usr/share/debootstrap"),
                             "scripts")
@@ -109,6 +109,14 @@ def unavailable(target: TargetInfo, minor: str | None, twin_root: Path | None) -
                 "(--twin-root DIR takes a rootfs of it)")
     if minor is not None and release.python != minor:
         return f"{release.describe()} ships Python {release.python}, not {minor}"
+    if tuple(int(p) for p in release.python.split(".")) < OLDEST_PYTHON:
+        return (f"{release.describe()} ships Python {release.python}; gapship environments "
+                "need 3.6 or newer")
+    return build_blocker(release)
+
+
+def build_blocker(release: TwinRelease) -> str | None:
+    """What stops this builder from making the twin rootfs (None: it is cached or can be)."""
     if (rootfs_dir(release.codename, "python") / "bin" / "sh").exists():
         return None
     if shutil.which("debootstrap") is None:

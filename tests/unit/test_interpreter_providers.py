@@ -1,0 +1,314 @@
+"""Interpreter providers: which source `auto` picks for each recorded target and why, the
+target's own Python, twin releases, archives, and the pieces that resolve inside a rootfs."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+
+from gapship.activate import install_target_files
+from gapship.cli.python_options import python_spec
+from gapship.errors import SpecError, StageError
+from gapship.probe import TargetInfo, parse_target
+from gapship.spec import PythonSpec
+from gapship.stage import glibc, providers, standalone, twin
+from gapship.stage.elf import read_elf
+from gapship.stage.graft import find_library, real_path
+from gapship.stage.interpreter import PythonInstall, TargetPython, find_host_python
+from gapship.stage.relocate import neutral_prefix, replace_c_strings
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "targets"
+
+
+def recorded(name: str) -> TargetInfo:
+    return parse_target(json.loads((FIXTURES / name / "expected.json").read_text()), name)
+
+
+def target(os_id: str, version: str, glibc_version: str | None,
+           pythons: list[dict[str, str]] | None = None, libc: str = "glibc") -> TargetInfo:
+    return parse_target({
+        "schema_version": 1,
+        "os": {"id": os_id, "version_id": version, "arch": "x86_64"},
+        "libc": {"family": libc, "version": glibc_version, "glibcxx": "3.4.28"},
+        "cpu": {"flags": []}, "storage": {}, "pythons": pythons or []})
+
+
+# ---------------------------------------------------------------- auto, per recorded target
+
+HOST = PythonInstall(version="3.11.7", executable=Path("/opt/py/bin/python3.11"),
+                     prefix=Path("/opt/py"), stdlib=Path("/opt/py/lib/python3.11"),
+                     platstdlib=Path("/opt/py/lib/python3.11"), shared=True)
+
+
+@pytest.fixture()
+def builder(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A builder whose Python needs GLIBC_2.36, that is offline, with no twin rootfs cached."""
+    state: dict[str, Any] = {"twins": []}
+    monkeypatch.setattr(providers, "find_host_python", lambda minor: HOST)
+    monkeypatch.setattr(providers, "interpreter_needs", lambda python: glibc.VersionNeeds(
+        glibc={(2, 36): ["bin/python3.11"]}, glibcxx={}))
+    monkeypatch.setattr(providers, "uv_downloadable", lambda minor: True)
+
+    def offline(minor: str) -> PythonInstall:
+        raise StageError(f"uv python install {minor} failed: dns error")
+
+    monkeypatch.setattr(providers, "from_uv", offline)
+
+    def twin_rootfs(release: twin.TwinRelease) -> Path:
+        state["twins"].append(release.codename)
+        return Path("/rootfs") / release.codename
+
+    monkeypatch.setattr(twin, "twin_rootfs", twin_rootfs)
+    monkeypatch.setattr(twin, "twin_python", lambda root, minor: PythonInstall(
+        version="3.9.2", executable=root / "usr/bin/python3.9", prefix=root / "usr",
+        stdlib=root / "usr/lib/python3.9", platstdlib=root / "usr/lib/python3.9",
+        shared=True, sysroot=root))
+    monkeypatch.setattr(twin, "build_blocker", lambda release: None)
+    return state
+
+
+@pytest.mark.parametrize(("name", "source", "python"), [
+    ("qemu-v1", "host", "3.11.7"),                 # glibc 2.36: the builder's Python fits
+    ("cpu-noavx2", "target", "/usr/bin/python3.9"),
+    ("login-cpu", "target", "/usr/bin/python3.9"),
+    ("rocky8-a100", "target", "/usr/bin/python3.11"),
+    ("ubuntu2204-h100", "target", "/usr/bin/python3.10"),
+    ("centos7-v100", "target", "/opt/anaconda3/bin/python3"),
+])
+def test_auto_picks_the_first_source_that_fits_and_says_why(
+        builder: dict[str, Any], name: str, source: str, python: str) -> None:
+    choice = providers.choose_python(PythonSpec(), recorded(name))
+    assert choice.source == source
+    if source == "host":
+        assert choice.python is HOST and "glibc needs are within" in choice.reason
+    else:
+        assert isinstance(choice.python, TargetPython)
+        assert str(choice.python.executable) == python
+        # the reason names what was passed over, and why
+        assert "not host: Python 3.11.7 needs GLIBC_2.36; the target has" in choice.reason
+        assert "not standalone: uv python install 3.11 failed" in choice.reason
+
+
+def test_auto_takes_a_twin_when_the_target_has_no_usable_python(
+        builder: dict[str, Any]) -> None:
+    bullseye = target("debian", "11", "2.31")
+    choice = providers.choose_python(PythonSpec(), bullseye)
+    assert choice.source == "twin" and builder["twins"] == ["bullseye"]
+    assert "not target: the probe found no Python 3.6 or newer" in choice.reason
+    # a version the release does not ship: no twin, one message for all four
+    with pytest.raises(StageError) as err:
+        providers.choose_python(PythonSpec(version="3.6"), bullseye)
+    text = err.value.message
+    assert text.startswith("no interpreter source can give Python 3.6 for")
+    for part in ("host: Python 3.11.7 needs GLIBC_2.36", "standalone: uv python install 3.6",
+                 "target: the probe found no Python 3.6", "twin: Debian 11 (bullseye) ships "
+                 "Python 3.9, not 3.6"):
+        assert part in text
+    assert "--python-archive" in err.value.hint
+
+
+def test_auto_explains_why_nothing_serves_old_or_musl_targets(builder: dict[str, Any]) -> None:
+    with pytest.raises(StageError) as err:
+        providers.choose_python(PythonSpec(), recorded("ubuntu1604-k80"))
+    assert "target: the probe found no Python 3.6 or newer on the target (it has 3.5.2" in \
+        err.value.message
+    assert "twin: Ubuntu 16.04 (xenial) ships Python 3.5; gapship environments need 3.6" in \
+        err.value.message
+    with pytest.raises(StageError) as err:
+        providers.choose_python(PythonSpec(), recorded("alpine-musl"))
+    assert "host: the target's C library is musl" in err.value.message
+    assert "twin: the target's C library is musl" in err.value.message
+    assert builder["twins"] == []
+
+
+def test_an_explicit_source_that_cannot_serve_says_so(builder: dict[str, Any]) -> None:
+    with pytest.raises(StageError) as err:
+        providers.choose_python(PythonSpec(source="target", version="3.12"),
+                                recorded("cpu-noavx2"))
+    assert err.value.message == ("--python target: the probe found no Python 3.12 on the target "
+                                 "(it has 3.9.2 (/usr/bin/python3), 3.9.2 (/usr/bin/python3.9)).")
+    # an explicit host is taken as asked; the staged tree's glibc check refuses it later
+    assert providers.choose_python(PythonSpec(source="host"), recorded("cpu-noavx2")).python \
+        is HOST
+
+
+# ---------------------------------------------------------------- the target's own Python
+
+def test_target_python_prefers_the_versioned_name_of_the_wanted_version() -> None:
+    tgt = recorded("rocky8-a100")
+    assert providers.target_python(tgt, "3.6") == TargetPython(
+        "3.6.8", PurePosixPath("/usr/bin/python3.6"))
+    assert providers.target_python(tgt, None).executable == PurePosixPath("/usr/bin/python3.11")
+
+
+# ---------------------------------------------------------------- twins
+
+def test_twin_releases_map_probe_os_to_codename_and_mirror(monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    found = {(r.os, r.version): r for r in twin.releases()}
+    assert twin.release_for(target("debian", "11", "2.31")) == found[("debian", "11")]
+    assert found[("debian", "12")].codename == "bookworm"
+    assert found[("debian", "13")].codename == "trixie"
+    focal = twin.release_for(target("ubuntu", "20.04", "2.31"))
+    assert focal is not None and (focal.codename, focal.python) == ("focal", "3.8")
+    monkeypatch.setenv("GAPSHIP_UBUNTU_MIRROR", "http://mirror.example/ubuntu")
+    assert focal.mirror == "http://mirror.example/ubuntu"
+    eoan = found[("ubuntu", "19.10")]
+    assert eoan.mirror == "http://old-releases.ubuntu.com/ubuntu"
+    assert found[("debian", "11")].mirror is None  # the replica's GAPSHIP_DEBIAN_MIRROR
+    assert twin.release_for(target("centos", "7", "2.17")) is None
+    assert "needs a known Debian or Ubuntu release; the target runs centos 7" in str(
+        twin.unavailable(target("centos", "7", "2.17"), None, None))
+
+
+def test_twin_rootfs_failure_names_the_mirror_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gapship.errors import ReplicaError
+
+    def fail(*args: object, **kwargs: object) -> Path:
+        raise ReplicaError("debootstrap of focal from http://archive.ubuntu.com/ubuntu failed: "
+                           "E: Failed getting release file")
+
+    monkeypatch.setattr(twin, "ensure_rootfs", fail)
+    focal = twin.release_for(target("ubuntu", "20.04", "2.31"))
+    assert focal is not None
+    with pytest.raises(StageError) as err:
+        twin.twin_rootfs(focal)
+    assert "cannot build the Ubuntu 20.04 (focal) twin" in err.value.message
+    assert "GAPSHIP_UBUNTU_MIRROR" in err.value.hint and "--twin-root" in err.value.hint
+
+
+# ---------------------------------------------------------------- inside a rootfs
+
+def test_paths_and_libraries_resolve_inside_a_sysroot(tmp_path: Path) -> None:
+    root = tmp_path / "rootfs"
+    libdir = root / "usr" / "lib" / "x86_64-linux-gnu"
+    libdir.mkdir(parents=True)
+    (root / "lib").symlink_to("usr/lib")  # merged /usr, as Debian has it
+    (root / "etc" / "ld.so.conf.d").mkdir(parents=True)
+    (root / "etc" / "ld.so.conf").write_text("include /etc/ld.so.conf.d/*.conf\n")
+    (root / "etc" / "ld.so.conf.d" / "extra.conf").write_text("/opt/extra/lib\n")
+    (root / "opt" / "extra" / "lib").mkdir(parents=True)
+    real_lib = root / "opt" / "extra" / "lib" / "libfoo.so.1.2"
+    real_lib.write_bytes(b"not elf")
+    (root / "opt" / "extra" / "lib" / "libfoo.so.1").symlink_to("/opt/extra/lib/libfoo.so.1.2")
+    (libdir / "libbar.so.3").write_bytes(b"x")
+    info = read_elf(Path(sys.executable).resolve())
+    assert info is not None
+    found = find_library("libfoo.so.1", info, tmp_path, root)
+    assert found == root / "opt" / "extra" / "lib" / "libfoo.so.1"
+    # the absolute link is read inside the rootfs, not on the builder
+    assert real_path(found, root) == real_lib
+    bar = find_library("libbar.so.3", info, tmp_path, root)
+    assert bar == root / "lib" / "x86_64-linux-gnu" / "libbar.so.3"
+    assert real_path(bar, root) == libdir / "libbar.so.3"
+    assert find_library("libnone.so.1", info, tmp_path, root) is None
+
+
+def test_neutral_prefix_keeps_merged_string_tails(tmp_path: Path) -> None:
+    old = b"/root/.pyenv/versions/3.9.18"
+    blob = tmp_path / "libpython.so"
+    # PY_VERSION "3.9.18" shares its bytes with the end of the prefix string
+    blob.write_bytes(b"\0" + old + b"\0" + old + b"/lib/python3.9\0")
+    version_at = 1 + len(old) - len(b"3.9.18")
+    assert replace_c_strings(blob, old, neutral_prefix(old)) == 2
+    data = blob.read_bytes()
+    assert data[version_at:].split(b"\0")[0] == b"3.9.18"
+    assert b"/root" not in data and b"/gapship-moved" in data
+    assert b"/lib/python3.9\0" in data and len(neutral_prefix(old)) == len(old)
+
+
+# ---------------------------------------------------------------- archives and prefixes
+
+def test_archives_that_escape_their_directory_are_refused(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAPSHIP_CACHE_DIR", str(tmp_path / "cache"))
+    bad = tmp_path / "bad.tar.gz"
+    with tarfile.open(bad, "w:gz") as tar:
+        data = b"x"
+        member = tarfile.TarInfo("../../escape")
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    with pytest.raises(StageError, match="would land outside"):
+        standalone.from_archive(bad)
+    assert not (tmp_path / "escape").exists()
+    with pytest.raises(StageError, match="neither a Python prefix directory nor a tar archive"):
+        standalone.from_path(tmp_path / "bad.zip")
+
+
+def test_a_prefix_is_asked_for_its_python(tmp_path: Path) -> None:
+    host = find_host_python(None)
+    found = standalone.from_prefix(host.prefix)
+    assert found.prefix == host.prefix and found.version == host.version
+    with pytest.raises(StageError, match=r"holds no CPython 3\.99"):
+        standalone.from_prefix(host.prefix, "3.99")
+
+
+def test_interpreter_needs_cover_the_closure_of_the_host_python() -> None:
+    needs = providers.interpreter_needs(find_host_python(None))
+    files = {f for paths in needs.glibc.values() for f in paths}
+    newest = needs.newest_glibc()
+    assert newest is not None and newest >= (2, 17)
+    assert any(f.startswith("python3") for f in files)
+    assert any(f.startswith("libpython3") or f.startswith("_ssl") for f in files)
+
+
+# ---------------------------------------------------------------- command line
+
+def args(**kw: str | None) -> argparse.Namespace:
+    base: dict[str, str | None] = {"python": None, "python_archive": None, "twin_root": None}
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_python_options_override_the_spec() -> None:
+    spec = PythonSpec(version="3.9")
+    assert python_spec(args(), spec) is None
+    assert python_spec(args(python="standalone:3.6"), spec) == PythonSpec("3.6", "standalone")
+    assert python_spec(args(python_archive="/a.tar.gz"), spec) == PythonSpec(
+        "3.9", "standalone", archive="/a.tar.gz")
+    assert python_spec(args(twin_root="/srv/rootfs"), spec) == PythonSpec(
+        "3.9", "twin", twin_root="/srv/rootfs")
+    assert python_spec(args(python="./py"), spec) == PythonSpec("3.9", "./py")
+    with pytest.raises(SpecError, match="not a source"):
+        python_spec(args(python="conda"), spec)
+
+
+# ---------------------------------------------------------------- tied to the target's Python
+
+def test_install_ties_the_environment_to_the_target_python(tmp_path: Path) -> None:
+    """write-activation.sh links bin/python3 to the recorded interpreter; pyvenv.cfg does the
+    rest, with no venv module: the interpreter takes the tree as its prefix."""
+    tree = tmp_path / "env"
+    (tree / "gapship").mkdir(parents=True)
+    (tree / "bin").mkdir()
+    install_target_files(tree)
+    (tree / "gapship" / "name").write_text("demo\n")
+    base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    (tree / "gapship" / "base-python").write_text(f"{base}\n")
+    (tree / "pyvenv.cfg").write_text(f"home = {base.parent}\ninclude-system-site-packages = "
+                                     "false\n")
+    site = tree / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "marker_mod.py").write_text("")
+    script = tree / "gapship" / "libexec" / "write-activation.sh"
+    proc = subprocess.run(["dash", str(script), str(tree), str(tree)], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert os.readlink(tree / "bin" / "python3") == str(base)
+    out = subprocess.run([str(tree / "bin" / "python3"), "-I", "-c",
+                          "import sys, marker_mod; print(sys.prefix)"],
+                         capture_output=True, text=True, check=False, env={})
+    assert out.stdout.strip() == str(tree), out.stderr
+    (tree / "gapship" / "base-python").write_text("/nonexistent/python3.9\n")
+    proc = subprocess.run(["dash", str(script), str(tree), str(tree)], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 1
+    assert "runs on /nonexistent/python3.9, which is not on this machine" in proc.stderr
