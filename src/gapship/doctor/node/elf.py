@@ -101,12 +101,8 @@ class _Reader(object):
         self.wide = elf_class == 64
 
     def unpack(self, fmt, offset):
-        size = struct.calcsize(self.endian + fmt)
-        self.fh.seek(offset)
-        data = self.fh.read(size)
-        if len(data) != size:
-            raise ElfError("truncated at offset %d" % offset)
-        return struct.unpack(self.endian + fmt, data)
+        fmt = self.endian + fmt
+        return struct.unpack(fmt, self.read(offset, struct.calcsize(fmt)))
 
     def read(self, offset, size):
         self.fh.seek(offset)
