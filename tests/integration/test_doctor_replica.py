@@ -90,6 +90,7 @@ rc=0; ~/envs/demo/bin/gapship-doctor > deleted.txt || rc=$?; echo "deleted-rc $r
     numpy_import = next(c for c in checks_of(report, "imports")
                         if c["name"].startswith("numpy (numpy "))
     assert numpy_import["status"] == "fail" and deleted in numpy_import["detail"]
+    assert numpy_import["diagnosis"] == "missing-shared-object-deleted"
     text = (trixie.home / "deleted.txt").read_text()
     assert f"[FAIL] {deleted} not found: needed by numpy" in text
     assert "failed" in text.splitlines()[-1]

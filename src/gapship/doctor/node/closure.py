@@ -225,6 +225,18 @@ def check_closure(prefix, owners=None, loader=None, context=None):
     return checks, result
 
 
+def library_context(name, owners, sonames):
+    """What the install knows about a library the loader cannot find, for the catalogue:
+    deleted (a RECORD or the manifest lists it, the file is gone) or bundle_has (elsewhere)."""
+    expected = [(o, p) for o, p in owners.expected(name) if not os.path.exists(p)]
+    if expected:
+        return {"deleted": True, "owner": expected[0][0],
+                "expected_path": owners.rel(expected[0][1])}
+    if name in sonames:
+        return {"bundle_has": True, "bundle_path": owners.rel(sonames[name])}
+    return {}
+
+
 def _needers(paths, owners):
     by_owner = {}
     for path in paths:
@@ -237,13 +249,9 @@ def _missing_library(name, paths, owners, context, result):
     package = listing(sorted(by_owner))
     needers = listing(sorted(p for ps in by_owner.values() for p in ps))
     ctx = dict(context, package=package)
-    expected = [(o, p) for o, p in owners.expected(name) if not os.path.exists(p)]
-    status = FAIL
-    if expected:
-        ctx.update(deleted=True, owner=expected[0][0], expected_path=owners.rel(expected[0][1]))
-    elif name in result.sonames:
-        ctx.update(bundle_has=True, bundle_path=owners.rel(result.sonames[name]))
-        status = WARN  # the package may load it itself first (ctypes, dlopen by full path)
+    ctx.update(library_context(name, owners, result.sonames))
+    # a library the bundle has elsewhere may be loaded by its package first (ctypes, dlopen)
+    status = WARN if ctx.get("bundle_has") else FAIL
     text = "%s: cannot open shared object file: No such file or directory" % name
     found = catalogue().diagnose(text, ctx)
     return Check(GROUP, "%s not found" % name, status, "needed by %s: %s" % (package, needers),

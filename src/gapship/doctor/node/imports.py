@@ -2,6 +2,8 @@
 modules, each in its own process with a timeout, so a crash (Illegal instruction) is caught,
 named and explained."""
 
+import re
+
 from .base import FAIL, PASS, Check, python_env, run, signal_name
 from .catalogue import explain
 
@@ -10,10 +12,14 @@ from .catalogue import explain
 STDLIB_MODULES = ["ssl", "sqlite3", "ctypes", "lzma", "bz2", "zlib", "readline", "uuid",
                   "decimal", "hashlib", "json", "multiprocessing", "curses"]
 FALLBACK = "Run `python3 -c 'import %s'` after activating to see the full error."
+_MISSING_LIBRARY = re.compile(r"([^\s:'\"/]+\.so[^\s:'\"]*): cannot open shared object file")
 
 
-def try_import(python, module, timeout, context):
-    """(status, detail, remedy, diagnosis) of importing ``module`` in a fresh interpreter."""
+def try_import(python, module, timeout, context, library_context=None):
+    """(status, detail, remedy, diagnosis) of importing ``module`` in a fresh interpreter.
+
+    ``library_context`` maps a library that cannot be opened to what the install knows of
+    it (closure.library_context), so the remedy says whether the bundle has it."""
     ran = run([python, "-I", "-c", "import %s" % module], timeout, python_env())
     if ran.error:
         detail, remedy, diagnosis = explain("%s (running %s)" % (ran.error, python), context,
@@ -32,6 +38,9 @@ def try_import(python, module, timeout, context):
                                        "where it crashes." % module)
         return FAIL, "the import was killed by %s" % name, remedy, diagnosis
     if ran.returncode != 0:
+        missing = _MISSING_LIBRARY.search(ran.stderr)
+        if missing and library_context is not None:
+            context = dict(context, **library_context(missing.group(1)))
         detail, remedy, diagnosis = explain(ran.stderr, context, FALLBACK % module)
         return FAIL, detail, remedy, diagnosis
     return PASS, "", "", None
@@ -46,7 +55,8 @@ def check_stdlib(python, timeout, context):
     return checks
 
 
-def check_distributions(python, distributions, timeout, context, missing_flags):
+def check_distributions(python, distributions, timeout, context, missing_flags,
+                        library_context=None):
     """One check per top-level module of each distribution; ``missing_flags`` maps a
     distribution (lower case) to the CPU flags it needs that this CPU lacks."""
     checks = []
@@ -61,7 +71,8 @@ def check_distributions(python, distributions, timeout, context, missing_flags):
         if lacking:
             ctx["missing_flags"] = "this CPU lacks %s" % ", ".join(lacking)
         for module in names:
-            status, detail, remedy, diagnosis = try_import(python, module, timeout, ctx)
+            status, detail, remedy, diagnosis = try_import(python, module, timeout, ctx,
+                                                           library_context)
             label = "%s (%s %s)" % (module, name, version)
             checks.append(Check("imports", label, status, detail, remedy, diagnosis))
     return checks

@@ -13,6 +13,7 @@ import sys
 
 from . import closure, cpu, environment, frameworks, gpu, imports
 from .base import FAIL, PASS, SCHEMA_VERSION, SKIP, STATUSES, WARN, Check, load_json
+from .owners import Owners
 
 GROUP_ORDER = ["interpreter", "environment", "libraries", "cpu", "stdlib", "imports", "gpu",
                "cuda", "frameworks", "doctor"]
@@ -62,7 +63,8 @@ def run_checks(prefix, timeout, quick=False, no_gpu=False, framework_timeout=600
     distributions = env_info.get("distributions", [])
     state.section("interpreter", environment.check_interpreter, prefix)
     state.section("location", environment.check_location, prefix)
-    scan = state.section("libraries", closure.check_closure, prefix, None, None, context)
+    owners = Owners(prefix)
+    scan = state.section("libraries", closure.check_closure, prefix, owners, None, context)
     sonames = scan.sonames if scan is not None else {}
     context["sonames"] = sonames
     state.section("LD_LIBRARY_PATH", environment.check_ld_library_path, prefix, sonames)
@@ -71,7 +73,8 @@ def run_checks(prefix, timeout, quick=False, no_gpu=False, framework_timeout=600
     if not quick:
         state.section("stdlib", imports.check_stdlib, python, timeout, context)
     state.section("imports", imports.check_distributions, python, distributions, timeout,
-                  context, missing_flags)
+                  context, missing_flags,
+                  lambda name: closure.library_context(name, owners, sonames))
     gpu_facts = {"usable": False}
     if no_gpu:
         state.checks.extend(gpu.skipped("--no-gpu: the GPU checks did not run"))
