@@ -40,7 +40,6 @@ def probe_torch():
 
 
 def probe_tensorflow():
-    import numpy as np
     import tensorflow as tf
 
     out = {"version": tf.__version__, "built_with_cuda": bool(tf.test.is_built_with_cuda())}
@@ -50,6 +49,8 @@ def probe_tensorflow():
     gpus = tf.config.list_physical_devices("GPU")
     out["gpus"] = len(gpus)
     if gpus:
+        import numpy as np  # after tensorflow: a missing framework is named first
+
         tf.config.experimental.enable_tensor_float_32_execution(False)
         rng = np.random.RandomState(0)
         a = rng.rand(256, 256).astype("float32")
