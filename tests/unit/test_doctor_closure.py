@@ -130,3 +130,20 @@ def test_ld_library_path_that_hides_a_bundled_library(tmp_path: Path) -> None:
     assert "libpkgdep.so.1, which the bundle also ships" in warn.detail
     (ok,) = check_ld_library_path(str(prefix), scan.sonames, inside)
     assert ok.status == PASS
+
+
+def test_a_dlopen_plugin_missing_a_site_library_is_only_a_warning(tmp_path: Path) -> None:
+    """NVSHMEM's InfiniBand transport needs libmlx5: nothing loads it unless the node has it."""
+    prefix = fake_prefix(tmp_path / "env")
+    plugin_dir = prefix / SITE / "nvidia" / "nvshmem" / "lib"
+    plugin_dir.mkdir(parents=True)
+    absent = shared(tmp_path / "absent" / "libmlx5.so.1", "int mlx(void) { return 1; }\n",
+                    soname="libmlx5.so.1")
+    shared(plugin_dir / "nvshmem_transport_ibgda.so.3",
+           "int mlx(void);\nint transport(void) { return mlx(); }\n", str(absent),
+           soname="nvshmem_transport_ibgda.so.3")
+    checks, scan = check_closure(str(prefix), loader=Loader(""))
+    assert [(c.status, c.name) for c in checks] == [
+        (PASS, "library closure"), (WARN, "optional plugin needs libmlx5.so.1")]
+    assert "nvidia/nvshmem/lib/nvshmem_transport_ibgda.so.3" in checks[1].detail
+    assert not scan.missing and "libmlx5.so.1" in scan.plugins_missing

@@ -6,6 +6,7 @@ must be defined by the library found. Findings name the distribution that owns t
 """
 
 import os
+import re
 
 from . import elf as elfmod
 from .base import FAIL, PASS, WARN, Check, listing, plural
@@ -58,6 +59,7 @@ class Scan(object):
         self.skipped_abi = 0
         self.sonames = {}           # soname or file name -> path in the prefix
         self.missing = {}           # library name -> [needing path]
+        self.plugins_missing = {}   # library name -> [dlopen-only plugin needing it]
         self.missing_versions = {}  # (version, provider path) -> [needing path]
         self.unreadable = []        # (path, reason)
         self.driver_needed = {}     # driver library -> [needing path]
@@ -113,6 +115,8 @@ def scan(prefix, loader=None, main_exe=None):
             resolved[path][name] = where
         elif is_driver_library(name):
             result.driver_needed.setdefault(name, []).append(path)
+        elif _is_plugin(path, obj, loaded_by):
+            result.plugins_missing.setdefault(name, []).append(path)
         else:
             result.missing.setdefault(name, []).append(path)
     for path, obj in objs:
@@ -120,6 +124,18 @@ def scan(prefix, loader=None, main_exe=None):
             result.interp_missing.setdefault(obj.interp, []).append(path)
         _check_versions(loader, path, obj, resolved[path], result)
     return result
+
+
+_EXTENSION = re.compile(r"\.(cpython-[^/]*|abi3)\.so$")
+
+
+def _is_plugin(path, obj, loaded_by):
+    """A shared library nothing in the prefix NEEDs and that is no Python extension module:
+    its package opens it with dlopen when the hardware or service it drives exists (NVSHMEM's
+    InfiniBand and UCX transports, cuFile's RDMA), so a missing dependency only disables it."""
+    return (not obj.interp and os.path.realpath(path) not in loaded_by
+            and os.path.basename(os.path.dirname(path)) in ("lib", "lib64")
+            and not _EXTENSION.search(os.path.basename(path)))
 
 
 def _sonames_loaded_by(main, loader):
@@ -210,8 +226,21 @@ def check_closure(prefix, owners=None, loader=None, context=None):
                             "with --target from this node's probe."))
     for name, paths in sorted(result.missing.items()):
         checks.append(_missing_library(name, paths, owners, context, result))
+    plugins = []
+    for name, paths in sorted(result.plugins_missing.items()):
+        check = _missing_library(name, paths, owners, context, result)
+        if check.status == FAIL and not library_context(name, owners, result.sonames).get(
+                "deleted"):
+            check = Check(GROUP, "optional plugin needs %s" % name, WARN,
+                          "%s (opened with dlopen only where that library exists; "
+                          "nothing else loads it)" % check.detail,
+                          "Nothing to do unless you use what it drives (InfiniBand, UCX, "
+                          "GPUDirect Storage): then load the site's module that provides %s."
+                          % name, facts=check.facts)
+        plugins.append(check)
     for (version, provider), paths in sorted(result.missing_versions.items()):
         checks.append(_missing_version(version, provider, paths, owners, loader))
+    checks += [c for c in plugins if c.status == FAIL]
     if not checks:
         detail = "%s: every needed library and symbol version found" % plural(
             result.files, "ELF file")
@@ -222,6 +251,7 @@ def check_closure(prefix, owners=None, loader=None, context=None):
         checks.append(Check(GROUP, "library closure", PASS, detail,
                             facts={"elf_files": result.files,
                                    "other_abi": result.skipped_abi}))
+    checks += [c for c in plugins if c.status != FAIL]
     return checks, result
 
 
