@@ -52,8 +52,9 @@ gapship-doctor > doctor-moved.txt
 
 def test_bullseye_is_refused_before_any_bundle_exists(work: Path, bullseye_target: Path) -> None:
     out = work / "old.run"
+    # the builder's own Python (auto would take a twin of bullseye: test_interpreters.py)
     proc = gapship("pack", str(work / "env.toml"), "--target", str(bullseye_target), "-o",
-                   str(out))
+                   str(out), "--python", "host")
     assert proc.returncode == 1
     line = proc.stderr.strip().splitlines()[-2]
     assert "needs GLIBC_2." in line and "the target has glibc 2.31" in line

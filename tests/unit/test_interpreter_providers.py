@@ -252,6 +252,14 @@ def test_a_prefix_is_asked_for_its_python(tmp_path: Path) -> None:
         standalone.from_prefix(host.prefix, "3.99")
 
 
+def test_a_path_source_is_kept_by_name_for_the_lock() -> None:
+    host = find_host_python(None)
+    choice = providers.choose_python(PythonSpec(source=str(host.prefix)),
+                                     target("debian", "13", "2.41"))
+    assert choice.source == str(host.prefix) and choice.reason == f"the Python at {host.prefix}"
+    assert isinstance(choice.python, PythonInstall) and choice.python.version == host.version
+
+
 def test_interpreter_needs_cover_the_closure_of_the_host_python() -> None:
     needs = providers.interpreter_needs(find_host_python(None))
     files = {f for paths in needs.glibc.values() for f in paths}

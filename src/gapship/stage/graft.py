@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -140,13 +141,8 @@ def real_path(path: Path, sysroot: Path) -> Path:
     raise StageError(f"{path}: too many levels of symbolic links inside {sysroot}.")
 
 
-def library_closure(elf_files: list[Path], sysroot: Path = Path("/")) -> list[Path]:
-    """The non-system libraries ``elf_files`` need, recursively (nothing is copied).
-
-    Libraries that cannot be found are left out: grafting reports them.
-    """
-    found_all: dict[Path, None] = {}
-    queue = list(elf_files)
+def _each_elf(queue: list[Path]) -> Iterator[tuple[Path, ElfInfo]]:
+    """Take ELF files off ``queue`` once each (the caller appends what it finds)."""
     done: set[Path] = set()
     while queue:
         path = queue.pop()
@@ -154,8 +150,18 @@ def library_closure(elf_files: list[Path], sysroot: Path = Path("/")) -> list[Pa
             continue
         done.add(path)
         info = read_elf(path)
-        if info is None:
-            continue
+        if info is not None:
+            yield path, info
+
+
+def library_closure(elf_files: list[Path], sysroot: Path = Path("/")) -> list[Path]:
+    """The non-system libraries ``elf_files`` need, recursively (nothing is copied).
+
+    Libraries that cannot be found are left out: grafting reports them.
+    """
+    found_all: dict[Path, None] = {}
+    queue = list(elf_files)
+    for path, info in _each_elf(queue):
         for name in info.needed:
             if is_system_library(name):
                 continue
@@ -188,15 +194,7 @@ def graft(stage: Path, elf_files: list[Path], originals: dict[Path, Path], src_p
     closure = Closure()
     lib_dir = stage / "lib"
     queue = list(elf_files)
-    done: set[Path] = set()
-    while queue:
-        staged = queue.pop()
-        if staged in done:
-            continue
-        done.add(staged)
-        info = read_elf(staged)
-        if info is None:
-            continue
+    for staged, info in _each_elf(queue):
         original = originals.get(staged, staged)
         deps = closure.dep_dirs.setdefault(staged, set())
         for name in info.needed:

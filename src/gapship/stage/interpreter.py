@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -132,16 +132,26 @@ def _candidates(minor: str | None) -> list[Path]:
     return found
 
 
-def find_host_python(minor: str | None) -> PythonInstall:
-    """The builder's interpreter of version ``3.X`` (or the one running gapship when None)."""
+def first_python(candidates: Iterable[Path], minor: str | None,
+                 ask: Callable[[Path], PythonInstall | None] = query_python
+                 ) -> PythonInstall | None:
+    """The first candidate that exists, runs (``ask``) and is of version ``minor``."""
     seen: set[Path] = set()
-    for candidate in _candidates(minor):
-        if candidate in seen or not candidate.exists():
+    for candidate in candidates:
+        if candidate in seen or not (candidate.exists() or candidate.is_symlink()):
             continue
         seen.add(candidate)
-        info = query_python(candidate)
+        info = ask(candidate)
         if info and (minor is None or info.minor == minor):
             return info
+    return None
+
+
+def find_host_python(minor: str | None) -> PythonInstall:
+    """The builder's interpreter of version ``3.X`` (or the one running gapship when None)."""
+    found = first_python(_candidates(minor), minor)
+    if found is not None:
+        return found
     raise StageError(
         f"no CPython {minor} found on this builder.",
         f"Install one (`uv python install {minor}`, pyenv, or the distribution's python{minor}) "

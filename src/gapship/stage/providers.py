@@ -193,9 +193,9 @@ def choose_python(want: PythonSpec, target: TargetInfo) -> PythonChoice:
             raise StageError(f"--python {want.source}: {exc.message}.",
                              "Choose another source with --python (auto, host, standalone:3.X, "
                              "target, twin, or a path).") from None
-        source = want.source if want.source in _REASONS else "path"
+        # a path stays the source's name: a lock planned with it finds it again
         reason = _REASONS.get(want.source, f"the Python at {want.source}")
-        return PythonChoice(source=source, python=python, reason=reason)
+        return PythonChoice(source=want.source, python=python, reason=reason)
     skipped: list[str] = []
     for source in AUTO_ORDER:
         try:

@@ -20,7 +20,7 @@ from gapship import ui
 from gapship.cache import cache_dir
 from gapship.errors import StageError
 from gapship.plan import uv_bin, uv_env
-from gapship.stage.interpreter import PythonInstall, query_python
+from gapship.stage.interpreter import PythonInstall, first_python, query_python
 from gapship.stage.manifest import sha256_file
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tar")
@@ -37,16 +37,15 @@ def is_archive(path: Path) -> bool:
 
 def from_prefix(prefix: Path, minor: str | None = None) -> PythonInstall:
     """The CPython installed under ``prefix`` (``bin/python3.X`` or ``bin/python3``)."""
+    # the real place: sysconfig data and libraries name it, not a symlink on the way
+    prefix = prefix.resolve()
     names = [f"python{minor}"] if minor else []
     names += sorted((p.name for p in (prefix / "bin").glob("python3.*")
                      if p.name[len("python3."):].isdigit()), reverse=True)
     names.append("python3")
-    for name in names:
-        exe = prefix / "bin" / name
-        if exe.exists():
-            info = query_python(exe)
-            if info is not None and (minor is None or info.minor == minor):
-                return info
+    found = first_python((prefix / "bin" / name for name in names), minor)
+    if found is not None:
+        return found
     wanted = f"CPython {minor}" if minor else "a CPython"
     raise StageError(f"{prefix} holds no {wanted} that runs here (looked for bin/python3*).",
                      "Give the prefix of a Python install (the directory that holds bin/ and "
@@ -158,7 +157,8 @@ def from_uv(minor: str) -> PythonInstall:
     found = subprocess.run([uv_bin(), "python", "find", "--managed-python", minor],
                            capture_output=True, text=True, env=env, check=False)
     exe = Path(found.stdout.strip())
-    info = query_python(exe) if found.returncode == 0 and exe.name else None
+    # uv answers through a cpython-3.X symlink; its sysconfig data names the real directory
+    info = query_python(exe.resolve()) if found.returncode == 0 and exe.name else None
     if info is None:
         raise StageError(f"uv installed Python {minor} but it cannot be found or run "
                          f"({found.stderr.strip()[-200:]}).",

@@ -20,7 +20,7 @@ from gapship import ui
 from gapship.errors import ReplicaError, StageError
 from gapship.probe import TargetInfo
 from gapship.replica import ensure_rootfs, replica, rootfs_dir
-from gapship.stage.interpreter import OLDEST_PYTHON, PythonInstall, query_python
+from gapship.stage.interpreter import OLDEST_PYTHON, PythonInstall, first_python, query_python
 
 _DEBOOTSTRAP_SCRIPTS = Path(os.environ.get("DEBOOTSTRAP_DIR", "/usr/share/debootstrap"),
                             "scripts")
@@ -143,19 +143,18 @@ def twin_rootfs(release: TwinRelease) -> Path:
 
 def twin_python(rootfs: Path, minor: str | None) -> PythonInstall:
     """The Python of a rootfs, asked by running it inside that rootfs."""
-    names = [f"python{minor}"] if minor else ["python3"]
-    for directory in ("usr/local/bin", "usr/bin", "bin"):
-        for name in names:
-            exe = rootfs / directory / name
-            if not (exe.exists() or exe.is_symlink()):
-                continue
-            ui.step(f"asking {'/' + directory}/{name} inside {rootfs} to describe itself")
-            with replica("twin", rootfs=rootfs) as rep:
-                info = query_python(Path("/", directory, name), runner=rep.command([]),
-                                    sysroot=rootfs)
-            if info is not None and (minor is None or info.minor == minor):
-                return info
     wanted = f"python{minor}" if minor else "python3"
+
+    def ask(exe: Path) -> PythonInstall | None:
+        inside = Path("/", exe.relative_to(rootfs))
+        ui.step(f"asking {inside} inside {rootfs} to describe itself")
+        with replica("twin", rootfs=rootfs) as rep:
+            return query_python(inside, runner=rep.command([]), sysroot=rootfs)
+
+    found = first_python((rootfs / d / wanted for d in ("usr/local/bin", "usr/bin", "bin")),
+                         minor, ask)
+    if found is not None:
+        return found
     raise StageError(f"the rootfs {rootfs} has no working {wanted} in /usr/bin or /usr/local/bin.",
                      "Install it there (apt-get install python3 in the rootfs) or choose "
                      "another --python source.")
