@@ -144,6 +144,8 @@ def test_a_dlopen_plugin_missing_a_site_library_is_only_a_warning(tmp_path: Path
            soname="nvshmem_transport_ibgda.so.3")
     checks, scan = check_closure(str(prefix), loader=Loader(""))
     assert [(c.status, c.name) for c in checks] == [
-        (PASS, "library closure"), (WARN, "optional plugin needs libmlx5.so.1")]
-    assert "nvidia/nvshmem/lib/nvshmem_transport_ibgda.so.3" in checks[1].detail
+        (PASS, "library closure"), (WARN, "optional plugins")]
+    assert "1 plugin of the environment cannot load on this node: they need libmlx5.so.1" in \
+        checks[1].detail
+    assert checks[1].facts["plugins"] == [f"{SITE}/nvidia/nvshmem/lib/nvshmem_transport_ibgda.so.3"]
     assert not scan.missing and "libmlx5.so.1" in scan.plugins_missing

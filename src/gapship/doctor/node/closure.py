@@ -226,21 +226,16 @@ def check_closure(prefix, owners=None, loader=None, context=None):
                             "with --target from this node's probe."))
     for name, paths in sorted(result.missing.items()):
         checks.append(_missing_library(name, paths, owners, context, result))
-    plugins = []
+    plugins = []  # FAIL: a plugin's own dependency was deleted from the bundle
+    optional = {}  # library -> plugins that need it, for one warning line
     for name, paths in sorted(result.plugins_missing.items()):
-        check = _missing_library(name, paths, owners, context, result)
-        if check.status == FAIL and not library_context(name, owners, result.sonames).get(
-                "deleted"):
-            check = Check(GROUP, "optional plugin needs %s" % name, WARN,
-                          "%s (opened with dlopen only where that library exists; "
-                          "nothing else loads it)" % check.detail,
-                          "Nothing to do unless you use what it drives (InfiniBand, UCX, "
-                          "GPUDirect Storage): then load the site's module that provides %s."
-                          % name, facts=check.facts)
-        plugins.append(check)
+        if library_context(name, owners, result.sonames).get("deleted"):
+            plugins.append(_missing_library(name, paths, owners, context, result))
+        else:
+            optional[name] = paths
     for (version, provider), paths in sorted(result.missing_versions.items()):
         checks.append(_missing_version(version, provider, paths, owners, loader))
-    checks += [c for c in plugins if c.status == FAIL]
+    checks += plugins
     if not checks:
         detail = "%s: every needed library and symbol version found" % plural(
             result.files, "ELF file")
@@ -251,7 +246,18 @@ def check_closure(prefix, owners=None, loader=None, context=None):
         checks.append(Check(GROUP, "library closure", PASS, detail,
                             facts={"elf_files": result.files,
                                    "other_abi": result.skipped_abi}))
-    checks += [c for c in plugins if c.status != FAIL]
+    if optional:
+        paths = sorted({p for ps in optional.values() for p in ps})
+        packages = listing(sorted(_needers(paths, owners)))
+        checks.append(Check(
+            GROUP, "optional plugins", WARN,
+            "%s of %s cannot load on this node: they need %s, which it does not have (they "
+            "are opened with dlopen only where those libraries exist; nothing else loads them)"
+            % (plural(len(paths), "plugin"), packages, listing(sorted(optional))),
+            "Nothing to do unless you use what they drive (InfiniBand, UCX, MPI, GPUDirect "
+            "Storage): then load the site's modules that provide those libraries.",
+            facts={"libraries": sorted(optional),
+                   "plugins": [owners.rel(p) for p in paths]}))
     return checks, result
 
 
