@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -149,9 +150,12 @@ def from_uv(minor: str) -> PythonInstall:
     proc = subprocess.run([uv_bin(), "python", "install", minor, "--no-bin"],
                           capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
-        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        lines = [ln.strip().removeprefix("cause:").strip() for ln in proc.stderr.splitlines()
+                 if ln.strip()]
+        # the last cause, with a download URL shortened to its file name
+        why = re.sub(r"\S+://\S+/", "", lines[-1]) if lines else "no message"
         raise StageError(
-            f"uv python install {minor} failed: {lines[-1] if lines else 'no message'}",
+            f"uv python install {minor} failed: {why}",
             "Download cpython-" + minor + ".*-x86_64-unknown-linux-gnu-install_only.tar.gz from "
             "python-build-standalone's releases and pass it with --python-archive FILE.")
     found = subprocess.run([uv_bin(), "python", "find", "--managed-python", minor],
