@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
 from gapship import ui
+from gapship.cli.python_options import add_python_arguments, python_spec
 from gapship.pack import plan_spec
 from gapship.plan import Lock
 from gapship.probe import resolve_target
@@ -28,6 +30,7 @@ def register(sub: Any) -> None:
                    help="target.json from the probe, or `local` for this machine (default)")
     p.add_argument("-o", "--output", type=Path, help="write the lock here (e.g. gapship.lock)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    add_python_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -73,6 +76,9 @@ def print_report(data: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
+    chosen = python_spec(args, spec.python_spec)
+    if chosen is not None:
+        spec = replace(spec, python_spec=chosen)
     target = resolve_target(args.target)
     lock, _ = plan_spec(spec, target)
     if args.output:
