@@ -3,7 +3,7 @@
 No GPU or NVIDIA driver can exist on the build machine: doctor_fakes/fake_cuda.c answers
 the driver API with values chosen per test (FAKE_* variables) and runs the vector add on
 the CPU with the kernel parameters it is given. The PTX itself only runs on a real GPU
-(scripts/gpu-check.sh).
+(scripts/gpu-check.sh build / check).
 """
 
 from __future__ import annotations
