@@ -165,10 +165,12 @@ def test_stage_gpu_writes_gpu_json_and_activate_conf(tmp_path: Path) -> None:
         "xla_cuda_data_dir=cuda"]
 
 
-def test_activation_refuses_a_library_dir_the_tree_lacks(tmp_path: Path) -> None:
+def test_activation_leaves_out_a_library_dir_a_wheel_does_not_have(tmp_path: Path) -> None:
+    """The plan names a directory per NVIDIA wheel; nvcc's wheel has bin/ and nvvm/ only."""
     root, _ = env_tree(tmp_path)
-    with pytest.raises(StageError, match="nvidia/cudnn/lib"):
-        cuda.activation_settings(gpu_plan(ld_library_path=("nvidia/cudnn/lib",)), root)
+    settings = cuda.activation_settings(gpu_plan(ld_library_path=("nvidia/cuda_nvcc/lib",)),
+                                        root)
+    assert ("ld_library_path", "nvidia/cuda_nvcc/lib") not in settings
 
 
 # ---- local toolkits

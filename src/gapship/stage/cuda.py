@@ -360,12 +360,8 @@ def activation_settings(gpu: GpuPlan, root: Path) -> list[tuple[str, str]]:
     # legacy frameworks dlopen libcudart.so.9.0 by name: the copied toolkit must be found
     if gpu.cuda_source == "toolkit" and f"{VIEW}/lib64" not in dirs:
         dirs.insert(0, f"{VIEW}/lib64")
-    missing = [d for d in dirs if not (root / d).is_dir()]
-    if missing:
-        raise StageError(f"LD_LIBRARY_PATH would name {', '.join(missing)}, which the "
-                         "environment does not have.",
-                         "Plan again; if it persists, report it with the lock.")
-    settings += [("ld_library_path", d) for d in dirs]
+    # the plan names a directory per NVIDIA wheel; some wheels have none (nvcc: bin/, nvvm/)
+    settings += [("ld_library_path", d) for d in dirs if (root / d).is_dir()]
     if gpu.xla_cuda_data_dir:
         settings.append(("xla_cuda_data_dir", VIEW))
     return settings
