@@ -165,3 +165,10 @@ def test_local_toolkit_versions_are_checked_against_the_framework() -> None:
     ok = decide(spec, machine, PY36, load(), local=("9.0", "7.1.4"))
     assert ok.gpu.cuda_source == "toolkit" and ok.gpu.toolkit_path == "/opt/cuda-10.0"
     assert ok.gpu.ld_library_path == ("cuda/lib64",)
+
+
+def test_tensorflow_architectures_stay_within_what_its_cuda_builds() -> None:
+    old = plan_gpu(target("ubuntu1604-k80"), 'framework = "tensorflow-gpu==1.11.0"', PY36)
+    assert old.gpu.archs == ("sm_35", "sm_50", "sm_60", "sm_70", "compute_70")  # CUDA 9.0
+    new = plan_gpu(target("ubuntu2204-h100"), 'framework = "tensorflow"')
+    assert new.gpu.archs is not None and "sm_35" not in new.gpu.archs  # CUDA 12: sm_50 floor

@@ -142,6 +142,13 @@ class ArchFloor:
 
 
 @dataclass(frozen=True)
+class ArchCeiling:
+    from_cuda: tuple[int, ...]
+    max_sass: str
+    fact: Fact
+
+
+@dataclass(frozen=True)
 class CpuNeed:
     distribution: str
     versions: SpecifierSet
@@ -176,6 +183,7 @@ class CompatData:
     jax_extras: dict[str, JaxExtra]
     toolkits: tuple[CudaToolkit, ...]
     arch_floors: tuple[ArchFloor, ...]
+    arch_ceilings: tuple[ArchCeiling, ...]
     cpu_needs: tuple[CpuNeed, ...]
     os_glibc: tuple[OsGlibc, ...]
     gpu_models: tuple[GpuModel, ...]
@@ -196,6 +204,11 @@ class CompatData:
         """The oldest GPU architecture this CUDA toolkit still builds for."""
         floors = [f for f in self.arch_floors if f.from_cuda <= vtuple(cuda)]
         return cc_of_arch(max(floors, key=lambda f: f.from_cuda).min_sass) if floors else (2, 0)
+
+    def max_sass(self, cuda: str) -> tuple[int, int] | None:
+        """The newest GPU architecture this CUDA toolkit builds SASS for (None: unknown)."""
+        rows = [c for c in self.arch_ceilings if c.from_cuda <= vtuple(cuda)]
+        return cc_of_arch(max(rows, key=lambda c: c.from_cuda).max_sass) if rows else None
 
     def gpu_model_cc(self, name: str) -> tuple[int, int] | None:
         """Compute capability from a GPU's name (unverified table): None when unknown."""
@@ -349,7 +362,8 @@ def _jax(r: _Reader) -> tuple[tuple[JaxRelease, ...], dict[str, JaxExtra]]:
     return tuple(sorted(releases, key=lambda j: vtuple(j.version), reverse=True)), extras
 
 
-def _cuda(r: _Reader) -> tuple[tuple[CudaToolkit, ...], tuple[ArchFloor, ...]]:
+def _cuda(r: _Reader
+          ) -> tuple[tuple[CudaToolkit, ...], tuple[ArchFloor, ...], tuple[ArchCeiling, ...]]:
     toolkits = []
     for row in r.doc["toolkits"]:
         where = f"CUDA {row.get('cuda')}"
@@ -366,7 +380,13 @@ def _cuda(r: _Reader) -> tuple[tuple[CudaToolkit, ...], tuple[ArchFloor, ...]]:
         r.archs([row["min_sass"]], where)
         floors.append(ArchFloor(from_cuda=r.version(row["from_cuda"], where),
                                 min_sass=row["min_sass"], fact=r.fact(row, where)))
-    return tuple(toolkits), tuple(floors)
+    ceilings = []
+    for row in r.doc["arch_ceilings"]:
+        where = f"arch ceiling from CUDA {row.get('from_cuda')}"
+        r.archs([row["max_sass"]], where)
+        ceilings.append(ArchCeiling(from_cuda=r.version(row["from_cuda"], where),
+                                    max_sass=row["max_sass"], fact=r.fact(row, where)))
+    return tuple(toolkits), tuple(floors), tuple(ceilings)
 
 
 def _cpu(r: _Reader) -> tuple[CpuNeed, ...]:
@@ -390,7 +410,7 @@ def load() -> CompatData:
     cuda_r, cpu_r, plat_r, gpu_r = (_Reader("cuda.json"), _Reader("cpu.json"),
                                     _Reader("platforms.json"), _Reader("gpus.json"))
     jax, jax_extras = _jax(jax_r)
-    toolkits, floors = _cuda(cuda_r)
+    toolkits, floors, ceilings = _cuda(cuda_r)
     tf_archs = tf_r.doc["archs"]
     os_glibc = tuple(OsGlibc(os=row["os"], version=row["version"],
                              glibc=plat_r.version(row["glibc"], f"os {row['os']} {row['version']}"),
@@ -408,5 +428,6 @@ def load() -> CompatData:
         tf_archs=tf_r.archs(tf_archs["list"], "archs"), tf_ptx=bool(tf_archs["ptx"]),
         tf_glibc=tf_r.version(tf_r.doc["glibc"]["value"], "glibc"),
         jax=jax, jax_extras=jax_extras, toolkits=toolkits, arch_floors=floors,
+        arch_ceilings=ceilings,
         cpu_needs=_cpu(cpu_r), os_glibc=os_glibc, gpu_models=tuple(gpu_models),
         torch_index=torch_r.doc["index_url"], sources=sources)

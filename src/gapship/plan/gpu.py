@@ -183,8 +183,10 @@ def candidates(spec: Spec, compat: CompatData) -> list[Candidate]:
         for tf in compat.tensorflow:
             if not cuda_ok(tf.cuda):
                 continue
-            floor = compat.min_sass(tf.cuda)
-            archs = tuple(a for a in compat.tf_archs if cc_of_arch(a) >= floor)
+            # the documented list, within what this CUDA can build (none newer: PTX covers them)
+            floor, ceiling = compat.min_sass(tf.cuda), compat.max_sass(tf.cuda)
+            archs = tuple(a for a in compat.tf_archs if cc_of_arch(a) >= floor
+                          and (ceiling is None or cc_of_arch(a) <= ceiling))
             wheels = tf.and_cuda is not None and spec.cuda.path is None
             # 1.x GPU builds are the tensorflow-gpu wheel; from 2.1 the plain wheel is one
             package = tf.gpu_package
