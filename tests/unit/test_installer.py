@@ -54,6 +54,8 @@ def test_installs_under_each_shell(tmp_path: Path, shell: str) -> None:
     assert (prefix / "gapship" / "prefix").read_text() == f"{prefix}\n"
     assert f"_gapship_prefix='{prefix}'" in (prefix / "activate").read_text()
     assert not [p for p in prefix.parent.iterdir() if p.name.startswith(".")]
+    assert f"activate:   . {prefix}/activate" in proc.stderr
+    assert f"module use {prefix}/modulefiles; module load tiny" in proc.stderr
 
 
 def test_one_changed_byte_is_fatal_and_nothing_is_written(tmp_path: Path) -> None:

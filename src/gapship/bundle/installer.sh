@@ -149,6 +149,9 @@ rm -f "$status"
 say ""
 say "Installed $GAPSHIP_NAME $GAPSHIP_VERSION (Python $GAPSHIP_PYTHON) into $prefix."
 say "  activate:   . $prefix/activate"
+if [ -d "$prefix/modulefiles" ]; then
+    say "  or:         module use $prefix/modulefiles; module load $GAPSHIP_NAME"
+fi
 say "  check it:   $prefix/bin/gapship-doctor"
 say "  moved it?   run NEW_PLACE/bin/gapship-rehome"
 exit 0
