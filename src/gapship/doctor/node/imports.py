@@ -15,12 +15,19 @@ FALLBACK = "Run `python3 -c 'import %s'` after activating to see the full error.
 _MISSING_LIBRARY = re.compile(r"([^\s:'\"/]+\.so[^\s:'\"]*): cannot open shared object file")
 
 
-def try_import(python, module, timeout, context, library_context=None):
-    """(status, detail, remedy, diagnosis) of importing ``module`` in a fresh interpreter.
+# Frameworks whose plugins (tensorflow-io-gcs-filesystem ...) load their libraries only
+# once the framework itself is imported.
+PLUGIN_HOSTS = ("tensorflow", "torch", "jax")
+
+
+def try_import(python, module, timeout, context, library_context=None, first=None):
+    """(status, detail, remedy, diagnosis) of importing ``module`` in a fresh interpreter,
+    after importing ``first`` when given.
 
     ``library_context`` maps a library that cannot be opened to what the install knows of
     it (closure.library_context), so the remedy says whether the bundle has it."""
-    ran = run([python, "-I", "-c", "import %s" % module], timeout, python_env())
+    code = ("import %s; " % first if first else "") + "import %s" % module
+    ran = run([python, "-I", "-c", code], timeout, python_env())
     if ran.error:
         detail, remedy, diagnosis = explain("%s (running %s)" % (ran.error, python), context,
                                             "Install the bundle again with --force.")
@@ -46,6 +53,20 @@ def try_import(python, module, timeout, context, library_context=None):
     return PASS, "", "", None
 
 
+def _as_plugin(python, module, timeout, context, hosts, failed):
+    """A framework's plugin (tensorflow-io-gcs-filesystem) may load only once the framework
+    is imported, or be loaded by the framework itself, so that importing it again says
+    "already registered": either way it works as the framework uses it."""
+    for host in hosts:
+        status, detail, _, _ = try_import(python, module, timeout, context, first=host)
+        if status == PASS:
+            return PASS, "imports once %s is imported (a plugin of it)" % host, "", None
+        if "already registered" in detail:
+            return PASS, "loaded by %s itself (a plugin of it: importing it again says " \
+                         "'already registered')" % host, "", None
+    return failed
+
+
 def check_stdlib(python, timeout, context):
     checks = []
     for module in STDLIB_MODULES:
@@ -60,6 +81,7 @@ def check_distributions(python, distributions, timeout, context, missing_flags,
     """One check per top-level module of each distribution; ``missing_flags`` maps a
     distribution (lower case) to the CPU flags it needs that this CPU lacks."""
     checks = []
+    shipped = set(d.get("name", "").lower() for d in distributions)
     for dist in distributions:
         name, version = dist.get("name", "?"), dist.get("version", "")
         names = dist.get("imports") or []
@@ -70,9 +92,13 @@ def check_distributions(python, distributions, timeout, context, missing_flags,
         ctx = dict(context, package="%s %s" % (name, version))
         if lacking:
             ctx["missing_flags"] = "this CPU lacks %s" % ", ".join(lacking)
+        hosts = [h for h in PLUGIN_HOSTS if h in shipped and h != name.lower()]
         for module in names:
             status, detail, remedy, diagnosis = try_import(python, module, timeout, ctx,
                                                            library_context)
+            if status == FAIL and hosts:
+                status, detail, remedy, diagnosis = _as_plugin(
+                    python, module, timeout, ctx, hosts, (status, detail, remedy, diagnosis))
             label = "%s (%s %s)" % (module, name, version)
             checks.append(Check("imports", label, status, detail, remedy, diagnosis))
     return checks
