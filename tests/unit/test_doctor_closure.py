@@ -149,3 +149,21 @@ def test_a_dlopen_plugin_missing_a_site_library_is_only_a_warning(tmp_path: Path
         checks[1].detail
     assert checks[1].facts["plugins"] == [f"{SITE}/nvidia/nvshmem/lib/nvshmem_transport_ibgda.so.3"]
     assert not scan.missing and "libmlx5.so.1" in scan.plugins_missing
+
+
+def test_libraries_found_through_an_inherited_rpath_find_their_own_needs_there(
+        tmp_path: Path) -> None:
+    """numpy 1.26: _multiarray_umath's DT_RPATH finds libopenblas, which needs libgfortran,
+    which needs libquadmath; none of the three has a path of its own."""
+    prefix = fake_prefix(tmp_path / "env")
+    libs = prefix / SITE / "num.libs"
+    quad = shared(libs / "libquad.so.0", "int quad(void) { return 1; }\n")
+    fort = shared(libs / "libfort.so.5", "int quad(void);\nint fort(void) { return quad(); }\n",
+                  str(quad))
+    blas = shared(libs / "libblas.so", "int fort(void);\nint blas(void) { return fort(); }\n",
+                  str(fort))
+    shared(prefix / SITE / "num" / "_core.cpython-311-x86_64-linux-gnu.so",
+           "int blas(void);\nint core(void) { return blas(); }\n", str(blas),
+           "-Wl,--disable-new-dtags", "-Wl,-rpath,$ORIGIN/../num.libs")
+    checks, scan = check_closure(str(prefix), loader=Loader(""))
+    assert not scan.missing and [c.status for c in checks] == [PASS]

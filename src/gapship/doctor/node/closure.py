@@ -109,11 +109,22 @@ def scan(prefix, loader=None, main_exe=None):
                 result.outside[name] = (where, how)
         resolved[path] = found
     preloaded = _sonames_loaded_by(main, loader)
-    for path, obj, name in unresolved:
-        where = _through_loaders(loader, obj, name, loaded_by) or preloaded.get(name)
-        if where is not None:
+    # a library found through its loaders' DT_RPATH loads its own needs through the same
+    # chain (numpy.libs/libgfortran needs libquadmath): repeat until nothing more resolves
+    progress = True
+    while progress and unresolved:
+        progress, still = False, []
+        for path, obj, name in unresolved:
+            where = _through_loaders(loader, obj, name, loaded_by) or preloaded.get(name)
+            if where is None:
+                still.append((path, obj, name))
+                continue
             resolved[path][name] = where
-        elif is_driver_library(name):
+            loaded_by.setdefault(os.path.realpath(where), []).append(obj)
+            progress = True
+        unresolved = still
+    for path, obj, name in unresolved:
+        if is_driver_library(name):
             result.driver_needed.setdefault(name, []).append(path)
         elif _is_plugin(path, obj, loaded_by):
             result.plugins_missing.setdefault(name, []).append(path)
