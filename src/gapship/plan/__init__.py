@@ -27,6 +27,7 @@ from gapship.compat import CompatData, driver_text, vtuple
 from gapship.compat import load as load_compat
 from gapship.errors import ResolveError
 from gapship.plan.gpu import decide as gpu_decide
+from gapship.plan.gpu import node_driver
 from gapship.plan.types import Decision, GpuPlan, Lock, LockedFile
 from gapship.probe import TargetInfo
 from gapship.spec import Spec
@@ -390,10 +391,9 @@ def _gpu_from_wheels(gpu: GpuPlan | None, files: tuple[LockedFile, ...], python_
         dirs = sorted({d for f in files if (d := _nvidia_lib_dir(canonicalize_name(f.name),
                                                                   site))})
         gpu = replace(gpu, ld_library_path=tuple(dirs))
-    driver = target.raw.get("nvidia", {}).get("driver_version") or spec.compute.driver
-    if driver and gpu.min_driver and re.match(r"^\d+(\.\d+)*$", driver) and vtuple(driver) < \
-            vtuple(gpu.min_driver):
+    driver = node_driver(spec, target)
+    if driver and gpu.min_driver and driver < vtuple(gpu.min_driver):
         raise ResolveError(f"the resolved wheels carry CUDA {gpu.cuda}, which needs driver >= "
-                           f"{gpu.min_driver}; the target's driver is {driver}.",
+                           f"{gpu.min_driver}; the target's driver is {driver_text(driver)}.",
                            "Pin an older framework or CUDA (cuda = \"11.8\") in env.toml.")
     return gpu, decisions

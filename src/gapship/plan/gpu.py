@@ -32,6 +32,12 @@ def _vstr(v: tuple[int, ...]) -> str:
     return ".".join(map(str, v))
 
 
+def node_driver(spec: Spec, target: TargetInfo) -> tuple[int, ...] | None:
+    """The compute nodes' driver: declared in env.toml, else probed; None when unknown."""
+    probed = (target.raw.get("nvidia") or {}).get("driver_version")
+    return _driver_tuple(spec.compute.driver or probed)
+
+
 def _driver_tuple(text: str | None) -> tuple[int, ...] | None:
     if not text or not re.match(r"^\d+(\.\d+)*$", text):
         return None
@@ -99,7 +105,6 @@ def node_facts(spec: Spec, target: TargetInfo, compat: CompatData
     decisions: list[Decision] = []
     warnings: list[str] = []
     nvidia = target.raw.get("nvidia") or {}
-    driver_text = nvidia.get("driver_version")
     gpus: list[tuple[str, tuple[int, int]]] = []
     seen: set[str] = set()
     for gpu in nvidia.get("gpus") or []:
@@ -125,23 +130,22 @@ def node_facts(spec: Spec, target: TargetInfo, compat: CompatData
         warnings.append(f"the {name}'s compute capability {_vstr(guessed)} comes from gapship's "
                         "GPU table (unverified; this driver's nvidia-smi cannot report it)")
     declared = spec.compute
-    if declared.driver:
-        driver_text = declared.driver
+    driver = node_driver(spec, target)
     if declared.compute_capabilities:
         gpus = [("declared GPU", (vtuple(c)[0], vtuple(c)[1]))
                 for c in declared.compute_capabilities]
     if declared.driver or declared.compute_capabilities:
         decisions.append(Decision(
-            "compute nodes", f"driver {driver_text or '?'}, compute capability "
+            "compute nodes", f"driver {declared.driver or '?'}, compute capability "
             + ", ".join(sorted({_vstr(cc) for _, cc in gpus})) or "?",
             "declared in env.toml's compute table", "env.toml"))
-    elif not driver_text and not gpus:
+    elif driver is None and not gpus:
         warnings.append("the probed machine has no NVIDIA driver or GPU (a login node?): the "
                         "plan cannot check the driver or the GPUs. Probe a compute node "
                         "(e.g. `srun sh probe.sh > target.json`) or declare compute = { driver = "
                         "\"550.54.15\", compute_capability = [\"9.0\"] } in env.toml")
     distinct = tuple(sorted(set(gpus), key=lambda g: g[1]))
-    return (NodeFacts(driver=_driver_tuple(driver_text), gpus=distinct,
+    return (NodeFacts(driver=driver, gpus=distinct,
                       glibc=target.glibc_version, cpu_flags=frozenset(target.cpu_flags),
                       x86_64_level=target.x86_64_level), decisions, warnings)
 

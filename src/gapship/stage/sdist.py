@@ -8,7 +8,6 @@ for the target.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +19,7 @@ from gapship import ui
 from gapship.cache import cache_dir
 from gapship.errors import StageError
 from gapship.plan import uv_bin, uv_env
+from gapship.stage.manifest import sha256_file
 
 _SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
 
@@ -28,17 +28,9 @@ def is_sdist(path: Path) -> bool:
     return path.name.endswith(_SDIST_SUFFIXES)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def build_pure_wheel(sdist: Path) -> Path:
     """Build (or reuse) the wheel of ``sdist``; StageError unless it is pure Python."""
-    out_dir = cache_dir() / "built" / _sha256(sdist)
+    out_dir = cache_dir() / "built" / sha256_file(sdist)
     built = sorted(out_dir.glob("*.whl")) if out_dir.is_dir() else []
     if not built:
         ui.step(f"building {sdist.name} (no wheel exists for this Python)")
