@@ -22,7 +22,8 @@ from pathlib import Path
 
 from gapship import activate
 from gapship.bundle import write_bundle
-from gapship.stage.manifest import MANIFEST, build_manifest, write_json
+from gapship.files import write_json
+from gapship.stage.manifest import MANIFEST, build_manifest
 
 LIMIT_MB = 64
 

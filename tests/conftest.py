@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from gapship.tools import tool_path
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +25,9 @@ def require(condition: bool, why: str) -> None:
 
 
 def require_tool(name: str) -> str:
-    path = shutil.which(name)
+    """A tool the tests run, found the way gapship finds its own (beside its interpreter, then
+    PATH), so that a test never depends on what an earlier session left on PATH."""
+    path = tool_path(name)
     require(path is not None, f"{name} is not installed")
     assert path is not None
     return path

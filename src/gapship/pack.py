@@ -7,17 +7,17 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gapship import ui
+from gapship import providers, ui
 from gapship.bundle import BundleInfo, write_bundle
 from gapship.cache import cache_dir
 from gapship.errors import CompatError
 from gapship.fetch import FetchResult, fetch, installed_sizes
 from gapship.plan import Lock, plan
 from gapship.probe import TargetInfo
+from gapship.providers.python import PythonInstall, TargetPython
+from gapship.providers.toolkit import read_toolkit_versions
 from gapship.spec import PythonSpec, Spec
-from gapship.stage import StagedTree, providers, stage_environment
-from gapship.stage.cuda import read_toolkit_versions
-from gapship.stage.interpreter import PythonInstall, TargetPython
+from gapship.stage import StagedTree, stage_environment
 from gapship.stage.sdist import build_pure_wheels
 
 

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from gapship.stage.elf import iter_elf_files
-from gapship.stage.graft import patchelf_bin
 from gapship.stage.relocate import neutral_prefix, replace_c_strings
+from gapship.tools import patchelf_bin
 
 BUILD_PREFIX = "/install"
 

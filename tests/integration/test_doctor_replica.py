@@ -134,13 +134,13 @@ NEEDS_NEW_GLIBC = "#include <stdlib.h>\nunsigned fresh(void) { return arc4random
 
 def bullseye_prefix(root: Path, debian: Path) -> Path:
     """An installed prefix on Debian 11's Python with one package built on the builder."""
-    require_tool("patchelf")
+    patchelf = require_tool("patchelf")
     prefix = root / "envs" / "old"
     (prefix / "bin").mkdir(parents=True)
     (prefix / "lib").mkdir()
     shutil.copy(debian / "usr/bin/python3.9", prefix / "bin" / "python3")
     shutil.copy(debian / "lib/x86_64-linux-gnu/libexpat.so.1", prefix / "lib")
-    subprocess.run(["patchelf", "--set-rpath", "$ORIGIN/../lib", str(prefix / "bin/python3")],
+    subprocess.run([patchelf, "--set-rpath", "$ORIGIN/../lib", str(prefix / "bin/python3")],
                    check=True)
     shutil.copytree(debian / "usr/lib/python3.9", prefix / "lib/python3.9", symlinks=True)
     # extension modules whose libraries are not in the minimal rootfs (their own finding)

@@ -16,9 +16,9 @@ from gapship.bundle import write_bundle
 from gapship.fetch import fetch
 from gapship.plan import GpuPlan, Lock, resolve
 from gapship.probe import load_target
+from gapship.providers.python import find_host_python
 from gapship.replica import Replica
 from gapship.stage import stage_environment
-from gapship.stage.interpreter import find_host_python
 from tests.conftest import ROOT
 from tests.unit.test_cuda_view import make_local_toolkit
 

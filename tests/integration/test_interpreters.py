@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from gapship.cache import cache_dir
+from gapship.files import sha256_file
 from gapship.probe import probe_script
+from gapship.providers import twin
 from gapship.replica import Replica, replica, rootfs_dir
-from gapship.stage import twin
-from gapship.stage.manifest import sha256_file
 from tests.conftest import gapship, require
 from tests.integration.conftest import need_replica
 from tests.integration.standalone_archive import make_install_only_archive

@@ -12,7 +12,8 @@ import pytest
 
 from gapship import activate
 from gapship.bundle import write_bundle
-from gapship.stage.manifest import MANIFEST, build_manifest, write_json
+from gapship.files import write_json
+from gapship.stage.manifest import MANIFEST, build_manifest
 from tests.conftest import SHELLS, shell_argv
 
 

@@ -15,15 +15,17 @@ from typing import Any
 
 import pytest
 
+from gapship import providers
 from gapship.activate import install_target_files
 from gapship.cli.python_options import python_spec
 from gapship.errors import SpecError, StageError
 from gapship.probe import TargetInfo, parse_target
+from gapship.providers import standalone, twin
+from gapship.providers.python import PythonInstall, TargetPython, find_host_python
 from gapship.spec import PythonSpec
-from gapship.stage import glibc, providers, standalone, twin
+from gapship.stage import glibc
 from gapship.stage.elf import read_elf
 from gapship.stage.graft import find_library, real_path
-from gapship.stage.interpreter import PythonInstall, TargetPython, find_host_python
 from gapship.stage.relocate import neutral_prefix, replace_c_strings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "targets"

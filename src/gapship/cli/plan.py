@@ -13,11 +13,11 @@ from rich.table import Table
 
 from gapship import ui
 from gapship.cli.python_options import add_python_arguments, python_spec
+from gapship.files import write_text
 from gapship.pack import plan_spec
 from gapship.plan import Lock
 from gapship.probe import resolve_target
 from gapship.spec import load_spec
-from gapship.stage.manifest import write_text
 
 
 def register(sub: Any) -> None:

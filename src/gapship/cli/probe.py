@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gapship import probe
-from gapship.stage.manifest import write_json
+from gapship.files import write_json
 
 
 def register(sub: Any) -> None:

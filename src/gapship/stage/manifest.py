@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
+from gapship.files import sha256_file
+
 MANIFEST = "gapship/manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def build_manifest(root: Path) -> dict[str, Any]:
@@ -37,22 +29,6 @@ def build_manifest(root: Path) -> dict[str, Any]:
             files.append({"path": rel, "size": st.st_size, "sha256": sha256_file(path),
                           "mode": oct(stat.S_IMODE(st.st_mode))})
     return {"manifest_version": 1, "total_bytes": total, "files": files, "symlinks": links}
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write a text file atomically: the old content or the new, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically."""
-    write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def _record_paths(dist_info: Path) -> list[tuple[str, int]]:

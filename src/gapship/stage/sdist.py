@@ -18,8 +18,8 @@ from packaging.utils import parse_wheel_filename
 from gapship import ui
 from gapship.cache import cache_dir
 from gapship.errors import StageError
-from gapship.plan import uv_bin, uv_env
-from gapship.stage.manifest import sha256_file
+from gapship.files import sha256_file
+from gapship.uv import uv_bin, uv_env
 
 _SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from gapship import ui
 from gapship.cache import cache_dir
 from gapship.errors import StageError
-from gapship.plan import uv_bin, uv_env
-from gapship.stage.interpreter import PythonInstall, first_python, query_python
-from gapship.stage.manifest import sha256_file
+from gapship.files import sha256_file
+from gapship.providers.python import PythonInstall, first_python, query_python
+from gapship.uv import uv_bin, uv_env
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tar")
 

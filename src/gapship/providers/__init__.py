@@ -19,18 +19,19 @@ from pathlib import Path, PurePosixPath
 from gapship import ui
 from gapship.errors import GapshipError, StageError
 from gapship.probe import TargetInfo
-from gapship.spec import PythonSpec
-from gapship.stage import glibc, twin
-from gapship.stage.elf import iter_elf_files, version_key
-from gapship.stage.graft import library_closure
-from gapship.stage.interpreter import (
+from gapship.providers import twin
+from gapship.providers.python import (
     OLDEST_PYTHON,
     PythonInstall,
     TargetPython,
     find_host_python,
     minor_of,
 )
-from gapship.stage.standalone import from_archive, from_path, from_uv, uv_downloadable
+from gapship.providers.standalone import from_archive, from_path, from_uv, uv_downloadable
+from gapship.spec import PythonSpec
+from gapship.stage import glibc
+from gapship.stage.elf import iter_elf_files, version_key
+from gapship.stage.graft import library_closure
 
 AUTO_ORDER = ("host", "standalone", "target", "twin")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from gapship import ui
 from gapship.errors import ReplicaError, StageError
 from gapship.probe import TargetInfo
+from gapship.providers.python import OLDEST_PYTHON, PythonInstall, first_python, query_python
 from gapship.replica import ensure_rootfs, replica, rootfs_dir
-from gapship.stage.interpreter import OLDEST_PYTHON, PythonInstall, first_python, query_python
 
 _DEBOOTSTRAP_SCRIPTS = Path(os.environ.get("DEBOOTSTRAP_DIR", "/usr/share/debootstrap"),
                             "scripts")
