@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gapship.doctor.node.closure import scan
-from gapship.doctor.node.loader import Loader
+from gapship.node.closure import scan
+from gapship.node.loader import Loader
 from gapship.replica import Replica, replica
 from tests.conftest import gapship
 from tests.integration.conftest import need_replica

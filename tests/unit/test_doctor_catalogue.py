@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gapship.doctor.node.catalogue import CATALOGUE, Catalogue, CatalogueError, catalogue
+from gapship.node.catalogue import CATALOGUE, Catalogue, CatalogueError, catalogue
 
 # (expected id, context, recorded error text, fields the cause or fix must contain)
 RECORDED: list[tuple[str, dict[str, Any], str, list[str]]] = [

@@ -6,10 +6,10 @@ import shutil
 import struct
 from pathlib import Path
 
-from gapship.doctor.node.base import FAIL, PASS, WARN
-from gapship.doctor.node.closure import check_closure
-from gapship.doctor.node.environment import check_ld_library_path
-from gapship.doctor.node.loader import Loader
+from gapship.node.base import FAIL, PASS, WARN
+from gapship.node.closure import check_closure
+from gapship.node.environment import check_ld_library_path
+from gapship.node.loader import Loader
 from tests.unit.doctor_fakes.build import MAP_V1, PKGDEP_V1, SITE, fake_prefix, shared
 
 DEP = f"{SITE}/pkg.libs/libpkgdep.so.1"

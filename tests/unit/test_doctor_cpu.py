@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gapship.doctor.node import cpu
-from gapship.doctor.node.base import FAIL, PASS, WARN
+from gapship.node import cpu
+from gapship.node.base import FAIL, PASS, WARN
 
 V1 = "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr cmov pat mmx fxsr sse sse2 syscall nx lm"
 V2 = V1 + " pni ssse3 cx16 sse4_1 sse4_2 popcnt lahf_lm"

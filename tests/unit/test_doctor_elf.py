@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from gapship.doctor.node import elf as elfmod
-from gapship.doctor.node.loader import Loader, read_ld_cache
+from gapship.node import elf as elfmod
+from gapship.node.loader import Loader, read_ld_cache
 from gapship.stage.elf import read_elf as read_with_pyelftools
 from tests.conftest import require, require_tool
 from tests.unit.doctor_fakes.build import MAP_V2, PKGDEP_V2, cc, shared
 
 PY36 = sorted(glob.glob("/root/.pyenv/versions/3.6*/bin/python3.6"))
-SRC = Path(__file__).resolve().parents[2] / "src" / "gapship" / "doctor" / "node"
+SRC = Path(__file__).resolve().parents[2] / "src" / "gapship" / "node"
 
 
 def system_elf_files(limit: int = 150) -> list[Path]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from gapship.doctor.node import frameworks
-from gapship.doctor.node.base import FAIL, PASS, SKIP
+from gapship.node import frameworks
+from gapship.node.base import FAIL, PASS, SKIP
 
 DISTS = [{"name": "torch"}, {"name": "jaxlib"}, {"name": "jax"}, {"name": "numpy"},
          {"name": "tensorflow_cpu"}]

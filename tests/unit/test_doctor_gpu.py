@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from gapship.doctor.node import gpu
-from gapship.doctor.node.base import FAIL, PASS, WARN
+from gapship.node import gpu
+from gapship.node.base import FAIL, PASS, WARN
 from tests.unit.doctor_fakes.build import fake_cuda
 
 CONTEXT = {"gpu_node_command": "srun -N 1 --gres=gpu:1 /e/bin/gapship-doctor", "prefix": "/e"}

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gapship.doctor.node.base import FAIL, PASS
-from gapship.doctor.node.imports import check_distributions
+from gapship.node.base import FAIL, PASS
+from gapship.node.imports import check_distributions
 
 PLUGIN = '''import sys
 if "torch" not in sys.modules:

@@ -18,7 +18,7 @@ from gapship import doctor
 from tests.conftest import require, require_tool
 from tests.unit.doctor_fakes.build import fake_cuda
 
-NODE = Path(doctor.__file__).resolve().parent / "node"
+NODE = Path(doctor.__file__).resolve().parent.parent / "node"
 PYTHONS = {"3.6": sorted(glob.glob("/root/.pyenv/versions/3.6*/bin/python3.6")),
            "builder": [sys.executable]}
 

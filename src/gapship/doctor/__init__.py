@@ -1,8 +1,9 @@
 """The doctor: shipped verbatim into every environment (stdlib-only, Python 3.6+).
 
-The checks live in the ``node`` subpackage, which runs on the target's bundled interpreter
-and is installed as the package ``doctor`` in PREFIX/gapship/; ``bin/gapship-doctor`` (a
-POSIX sh wrapper) checks that the interpreter starts, then runs ``doctor.main``.
+The checks live in ``gapship.node`` (with the ELF reader and the ld.so resolver the builder
+uses too), which runs on the target's bundled interpreter and is installed as the package
+``node`` in PREFIX/gapship/; ``bin/gapship-doctor`` (a POSIX sh wrapper) checks that the
+interpreter starts, then runs ``node.main``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from gapship.shipped import install_shipped
 
-# the files of gapship.doctor.node, installed as PREFIX/gapship/doctor/
+# the files of gapship.node, installed as PREFIX/gapship/node/
 NODE_FILES = ("__init__.py", "base.py", "catalogue.py", "closure.py", "cpu.py",
               "diagnoses.json", "elf.py", "environment.py", "frameworks.py", "fwprobe.py",
               "gpu.py", "imports.py", "loader.py", "main.py", "owners.py")
@@ -21,5 +22,5 @@ TARGET_FILES = {"gapship-doctor.sh": ("bin/gapship-doctor", 0o755)}
 def install_target_files(root: Path) -> None:
     """Copy the doctor and its wrapper into a staged tree."""
     install_shipped(__package__, TARGET_FILES, root)
-    install_shipped(f"{__package__}.node",
-                    {name: (f"gapship/doctor/{name}", 0o644) for name in NODE_FILES}, root)
+    install_shipped("gapship.node",
+                    {name: (f"gapship/node/{name}", 0o644) for name in NODE_FILES}, root)

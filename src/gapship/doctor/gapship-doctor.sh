@@ -19,4 +19,4 @@ if ! err=$("$py" -I -c 'import sys' 2>&1); then
     exit 2
 fi
 # -I leaves the script's directory off sys.path: put PREFIX/gapship there for the package.
-exec "$py" -I -c 'import sys; sys.path.insert(0, sys.argv[1]); from doctor.main import main; sys.exit(main(sys.argv[2:]))' "$here/gapship" --prefix "$here" "$@"
+exec "$py" -I -c 'import sys; sys.path.insert(0, sys.argv[1]); from node.main import main; sys.exit(main(sys.argv[2:]))' "$here/gapship" --prefix "$here" "$@"

@@ -1,7 +1,7 @@
 """gapship-doctor: check that this environment works on this node, or say exactly why not.
 
 Runs on the bundled interpreter: standard library only, Python 3.6+, shipped verbatim as
-PREFIX/gapship/doctor/. Every check runs even when an earlier one fails. Exit status:
+PREFIX/gapship/node/. Every check runs even when an earlier one fails. Exit status:
 0 every check passed (warnings allowed), 1 a check failed, 2 the doctor itself could not
 run (or one of its checks broke).
 """
