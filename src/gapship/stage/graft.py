@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from gapship.errors import StageError
 from gapship.stage.elf import ElfInfo, read_elf
-from gapship.tools import patchelf_bin
+from gapship.tools import hermetic_env, patchelf_bin
 
 _DEFAULT_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
                  "/lib", "/usr/lib")
@@ -41,7 +41,8 @@ def _ldconfig_cache() -> dict[str, str]:
     """name -> path from the builder's ld.so cache (64-bit entries)."""
     for ldconfig in ("/sbin/ldconfig", "/usr/sbin/ldconfig", "ldconfig"):
         try:
-            proc = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, check=False)
+            proc = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, check=False,
+                                  env=hermetic_env())
         except OSError:
             continue
         entries: dict[str, str] = {}
@@ -231,7 +232,8 @@ def set_runpaths(stage: Path, closure: Closure) -> int:
             cmd = [patchelf, "--remove-rpath", str(elf_path)]
         else:
             continue
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                              env=hermetic_env())
         if proc.returncode != 0:
             raise StageError(f"patchelf failed on {elf_path.relative_to(stage)}: "
                              f"{proc.stderr.strip()}")
