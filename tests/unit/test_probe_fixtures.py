@@ -161,7 +161,7 @@ def test_musl_is_known_by_its_loader_when_ldd_is_missing(tmp_path: Path) -> None
     machine = copy_machine("alpine-musl", tmp_path)
     (machine / "bin" / "ldd").unlink()
     assert replay_json(machine)["libc"] == {"family": "musl", "version": None, "glibcxx": None,
-                                            "libstdcxx": None}
+                                            "cxxabi": None, "gcc": None, "libstdcxx": None}
 
 
 @pytest.mark.parametrize(
