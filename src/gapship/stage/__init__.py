@@ -130,7 +130,7 @@ def stage_environment(lock: Lock, python: PythonInstall | TargetPython, wheels: 
     (meta / "version").write_text(lock.env_version + "\n", encoding="utf-8")
     write_json(meta / "lock.json", json.loads(lock.to_json()))
     write_json(meta / "cpu_needs.json", cpu_needs_json(lock))
-    write_json(meta / "target.json", target.raw)
+    write_json(meta / "target.json", target.to_json())
     write_json(meta / "environment.json", {
         "name": lock.name, "version": lock.env_version, "python": python.version,
         "python_source": lock.python_source, "platform_tag": lock.platform_tag,
