@@ -74,19 +74,31 @@ def _docstrings(tree: ast.AST) -> set[int]:
             if isinstance(node, bodies) and node.body and isinstance(node.body[0], ast.Expr)}
 
 
+def _is_directory(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and node.value == layout.DIRECTORY
+
+
+def _spells_a_path_in_gapship(node: ast.AST, docs: set[int]) -> bool:
+    """"gapship/x" in a string, os.path.join(p, "gapship", "x") or p / "gapship" / "x"."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+        return re.search(r"(?<![\w.-])gapship/[\w.-]", node.value) is not None
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+            and node.func.attr == "join":
+        return any(_is_directory(arg) for arg in node.args[:-1])
+    return (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+            and isinstance(node.left, ast.BinOp) and _is_directory(node.left.right))
+
+
 def test_python_code_names_environment_paths_only_through_layout() -> None:
-    in_gapship = re.compile(r"(?<![\w.-])gapship/[\w.-]")
     spellers = []
     for path in sorted(SRC.rglob("*.py")):
         if path == SRC / "node" / "layout.py":
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         docs = _docstrings(tree)
-        for node in ast.walk(tree):
-            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
-                    and id(node) not in docs and in_gapship.search(node.value)):
-                spellers.append(f"{path.relative_to(SRC)}:{node.lineno}: {node.value[:60]!r}")
-    assert spellers == [], "use the names in gapship.node.layout"
+        spellers += [f"{path.relative_to(SRC)}:{node.lineno}" for node in ast.walk(tree)
+                     if _spells_a_path_in_gapship(node, docs)]
+    assert spellers == [], "name paths in PREFIX/gapship/ with gapship.node.layout"
 
 
 def test_layout_ships_with_the_doctor_and_imports_nothing() -> None:

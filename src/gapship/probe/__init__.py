@@ -41,8 +41,8 @@ def _version_tuple(text: object) -> tuple[int, ...] | None:
     return tuple(int(p) for p in text.split("."))
 
 
-def _dotted(version: tuple[int, ...] | None) -> str | None:
-    return ".".join(map(str, version)) if version else None
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,12 @@ class ProbedPython:
     @property
     def minor(self) -> str:
         """``3.9``."""
-        return ".".join(map(str, self.version[:2]))
+        return _dotted(self.version[:2])
 
     @property
     def version_text(self) -> str:
         """``3.9.18``."""
-        return ".".join(map(str, self.version))
+        return _dotted(self.version)
 
 
 @dataclass(frozen=True)
@@ -135,18 +135,19 @@ class TargetInfo:
 
     @property
     def glibc(self) -> str | None:
-        return _dotted(self.glibc_version)
+        return _dotted(self.glibc_version) if self.glibc_version else None
 
     @property
     def glibcxx(self) -> str | None:
-        return _dotted(self.glibcxx_version)
+        return _dotted(self.glibcxx_version) if self.glibcxx_version else None
 
     @property
     def libc(self) -> str | None:
         """``glibc 2.31``, ``musl 1.2.4``, ``musl``; None when the probe could not tell."""
         if self.libc_family is None:
             return None
-        return " ".join(filter(None, (self.libc_family, _dotted(self.libc_version))))
+        version = f" {_dotted(self.libc_version)}" if self.libc_version else ""
+        return f"{self.libc_family}{version}"
 
     def describe(self) -> str:
         """One line: the OS, arch and C library."""
