@@ -9,6 +9,7 @@ the driver and against what the plan chose (PREFIX/gapship/gpu.json).
 import os
 import re
 
+from . import layout
 from .base import FAIL, PASS, SKIP, WARN, Check, load_json
 from .catalogue import catalogue
 
@@ -204,7 +205,7 @@ def arch_covers(archs, major, minor):
 
 def gpu_facts(prefix):
     """PREFIX/gapship/gpu.json (what the plan chose), or {}."""
-    return load_json(os.path.join(prefix, "gapship", "gpu.json"), {}) or {}
+    return load_json(os.path.join(prefix, layout.GPU), {}) or {}
 
 
 def expects_gpu(facts, sonames):
