@@ -120,13 +120,23 @@ def test_the_record_is_typed_from_every_section() -> None:
 
 def test_sections_an_older_probe_lacks_are_unknown() -> None:
     data = fixture_target("rocky8-a100")
-    for section in ("nvidia", "pythons", "site", "shells", "host", "memory_kb"):
+    for section in ("nvidia", "pythons", "site", "shells", "host", "memory_kb", "libraries"):
         del data[section]
+    del data["libc"]["cxxabi"], data["libc"]["gcc"]
     data["nvidia"] = {"gpus": [{"name": "Tesla K80"}, "junk"]}
     info = parse_target(data, "old")
+    # a probe 1 result: no library list, which is not the same as an empty one
+    assert info.libraries is None and info.cxxabi_version is None
     assert info.gpus == (Gpu("Tesla K80", None, None),)
     assert (info.driver_version, info.uvm_loaded, info.memory_kb, info.bin_sh) == (None,) * 4
     assert info.pythons == () and info.site.tools == () and info.site.schedulers == ()
+
+
+def test_the_libraries_the_loader_finds_are_typed() -> None:
+    info = parse_target(fixture_target("centos7-v100"), "centos7")
+    assert info.libraries_source == "directories"
+    assert info.libraries is not None and "libstdc++.so.6" in info.libraries
+    assert info.cxxabi_version == (1, 3, 7)
 
 
 def test_the_record_is_kept_apart_from_its_readers() -> None:

@@ -107,7 +107,13 @@ class TargetInfo:
     libc_family: str | None
     libc_version: tuple[int, ...] | None  # of glibc or musl, whichever libc_family says
     glibcxx_version: tuple[int, ...] | None
+    cxxabi_version: tuple[int, ...] | None  # newest CXXABI_ of its libstdc++ (probe 2+)
+    gcc_s_version: tuple[int, ...] | None  # newest GCC_ of its libgcc_s.so.1 (probe 2+)
     libstdcxx: str | None  # the libstdc++.so.6 the probe read
+    # file names of the shared libraries its loader finds without help (probe 2+; None for
+    # an older probe: the pack-time closure check is then partial), and where they came from
+    libraries: frozenset[str] | None
+    libraries_source: str | None  # ldconfig, ld.so.cache, directories
     cpu_model: str | None
     cpu_cores: int | None
     cpu_flags: tuple[str, ...]
@@ -202,6 +208,11 @@ def _pythons(value: object) -> tuple[ProbedPython, ...]:
     return tuple(found)
 
 
+def _sonames(value: object) -> frozenset[str]:
+    return frozenset(v for v in value if isinstance(v, str)) if isinstance(value, list) \
+        else frozenset()
+
+
 def _site(site: dict[str, Any]) -> Site:
     tools = site.get("tools")
     schedulers = site.get("schedulers")
@@ -239,6 +250,7 @@ def parse_target(data: Any, source: str = "target.json") -> TargetInfo:
                           "The file is truncated or edited; probe the target again.")
     os_, libc, cpu = _section(data, "os"), _section(data, "libc"), _section(data, "cpu")
     storage, nvidia = _section(data, "storage"), _section(data, "nvidia")
+    libraries = _section(data, "libraries")
     flags = cpu.get("flags")
     return TargetInfo(
         arch=_text(os_.get("arch")),
@@ -249,7 +261,11 @@ def parse_target(data: Any, source: str = "target.json") -> TargetInfo:
         libc_family=_text(libc.get("family")),
         libc_version=_version_tuple(libc.get("version")),
         glibcxx_version=_version_tuple(libc.get("glibcxx")),
+        cxxabi_version=_version_tuple(libc.get("cxxabi")),
+        gcc_s_version=_version_tuple(libc.get("gcc")),
         libstdcxx=_text(libc.get("libstdcxx")),
+        libraries=_sonames(libraries.get("sonames")) if libraries else None,
+        libraries_source=_text(libraries.get("source")),
         cpu_model=_text(cpu.get("model")),
         cpu_cores=_int(cpu.get("cores")),
         cpu_flags=tuple(str(f) for f in flags) if isinstance(flags, list) else (),
