@@ -276,7 +276,9 @@ def _same_version(found: str | None, planned: str | None) -> bool:
 def activation_settings(gpu: GpuPlan, root: Path) -> list[tuple[str, str]]:
     """What activation sets for this GPU stack, prefix-relative (layout.ACTIVATE_CONF)."""
     settings = [("cuda_home", VIEW)]
-    if gpu.nvcc and (root / VIEW / "bin").is_dir():
+    # nvcc or ptxas shipped, asked for or pulled in by a package: `nvcc -V` must just work
+    tools = root / VIEW / "bin"
+    if tools.is_dir() and any(t.is_file() and os.access(t, os.X_OK) for t in tools.iterdir()):
         settings.append(("path", f"{VIEW}/bin"))
     dirs = list(gpu.ld_library_path)
     # legacy frameworks dlopen libcudart.so.9.0 by name: the copied toolkit must be found
