@@ -22,6 +22,7 @@ from gapship.probe import TargetInfo
 from gapship.providers import twin
 from gapship.providers.python import (
     OLDEST_PYTHON,
+    Interpreter,
     PythonInstall,
     TargetPython,
     find_host_python,
@@ -41,12 +42,12 @@ class PythonChoice:
     """The interpreter that ships (or, for ``target``, that the environment is tied to)."""
 
     source: str
-    python: PythonInstall | TargetPython
+    interpreter: Interpreter
     reason: str
 
     @property
     def version(self) -> str:
-        return self.python.version
+        return self.interpreter.version
 
 
 class Unavailable(StageError):
@@ -164,8 +165,7 @@ def _host(want: PythonSpec, target: TargetInfo, auto: bool) -> PythonInstall:
     return _fitting(python, target) if auto else python
 
 
-def _provide(source: str, want: PythonSpec, target: TargetInfo, auto: bool
-             ) -> PythonInstall | TargetPython:
+def _provide(source: str, want: PythonSpec, target: TargetInfo, auto: bool) -> Interpreter:
     if source == "host":
         return _host(want, target, auto)
     if source == "standalone":
@@ -189,23 +189,23 @@ def choose_python(want: PythonSpec, target: TargetInfo) -> PythonChoice:
     """Find the interpreter for ``target`` from ``want.source`` (auto: the first that fits)."""
     if want.source != "auto":
         try:
-            python = _provide(want.source, want, target, auto=False)
+            interpreter = _provide(want.source, want, target, auto=False)
         except Unavailable as exc:
             raise StageError(f"--python {want.source}: {exc.message}.",
                              "Choose another source with --python (auto, host, standalone:3.X, "
                              "target, twin, or a path).") from None
         # a path stays the source's name: a lock planned with it finds it again
         reason = _REASONS.get(want.source, f"the Python at {want.source}")
-        return PythonChoice(source=want.source, python=python, reason=reason)
+        return PythonChoice(source=want.source, interpreter=interpreter, reason=reason)
     skipped: list[str] = []
     for source in AUTO_ORDER:
         try:
-            python = _provide(source, want, target, auto=True)
+            interpreter = _provide(source, want, target, auto=True)
         except GapshipError as exc:
             skipped.append(f"{source}: {exc.message.rstrip('.')}")
             continue
         reason = _REASONS[source] + (f" (not {'; not '.join(skipped)})" if skipped else "")
-        return PythonChoice(source=source, python=python, reason=reason)
+        return PythonChoice(source=source, interpreter=interpreter, reason=reason)
     wanted = f"Python {want.version}" if want.version else "a Python"
     raise StageError(
         f"no interpreter source can give {wanted} for {target.describe()}: "

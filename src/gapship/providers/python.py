@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypeAlias
 
 from gapship.errors import StageError
 
@@ -83,6 +84,10 @@ class TargetPython:
     @property
     def minor(self) -> str:
         return minor_of(self.version)
+
+
+# What ships as the environment's interpreter: one copied from the builder, or the target's own.
+Interpreter: TypeAlias = "PythonInstall | TargetPython"
 
 
 def query_python(executable: Path, *, runner: Sequence[str] = (), sysroot: Path = Path("/")

@@ -41,7 +41,7 @@ _NOT_TOOLKIT = frozenset({"__init__.py", "__pycache__"})
 class CudaView:
     """PREFIX/cuda built from the wheels: what it holds and the versions it reports."""
 
-    root: Path
+    path: Path
     cuda: str | None
     cudnn: str | None
     components: tuple[str, ...]
@@ -116,9 +116,9 @@ def _add_dev_links(lib64: Path) -> None:
             os.symlink(name, lib64 / base)
 
 
-def build_cuda_view(root: Path, site_packages: Path, gpu: GpuPlan) -> CudaView:
-    """Build ``root/cuda`` from the NVIDIA wheels installed in ``site_packages``."""
-    view = root / VIEW
+def build_cuda_view(tree: Path, site_packages: Path, gpu: GpuPlan) -> CudaView:
+    """Build ``tree/cuda`` from the NVIDIA wheels installed in ``site_packages``."""
+    view = tree / VIEW
     if os.path.lexists(view):
         raise StageError(f"{view} exists already; a package installed files there.")
     conflicts: list[str] = []
@@ -162,7 +162,7 @@ def build_cuda_view(root: Path, site_packages: Path, gpu: GpuPlan) -> CudaView:
     cudnn = cudnn_header_version([view / "include"]) or cudnn_wheel
     tools = tuple(sorted(p.name for p in (view / "bin").iterdir())) \
         if (view / "bin").is_dir() else ()
-    return CudaView(root=view, cuda=cuda, cudnn=cudnn,
+    return CudaView(path=view, cuda=cuda, cudnn=cudnn,
                     components=tuple(sorted(versions)), tools=tools)
 
 
@@ -204,16 +204,16 @@ def _copy_tree(src: Path, dest: Path) -> int:
     return sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
 
 
-def copy_local_toolkit(cuda_dir: Path, cudnn_dir: Path | None, root: Path, nvcc: bool
+def copy_local_toolkit(cuda_dir: Path, cudnn_dir: Path | None, tree: Path, nvcc: bool
                        ) -> LocalToolkit:
-    """Copy what a runtime needs from a local toolkit (and cuDNN) into ``root/cuda``.
+    """Copy what a runtime needs from a local toolkit (and cuDNN) into ``tree/cuda``.
 
     That is: the shared libraries of lib64 (no static archives, no stubs), include/, the
     version file, and bin/nvcc with what it needs only when ``nvcc``. Returns the versions
     read and the bytes added.
     """
     versions = read_toolkit_versions(cuda_dir, cudnn_dir)
-    view = root / VIEW
+    view = tree / VIEW
     if os.path.lexists(view):
         raise StageError(f"{view} exists already; a package installed files there.")
     view.mkdir(parents=True)
@@ -262,7 +262,7 @@ def _copy_nvcc(cuda_dir: Path, view: Path) -> int:
     return added
 
 
-# ---- into the stage
+# ---- into the tree
 
 def _same_version(found: str | None, planned: str | None) -> bool:
     """"9.0.176" is the planned "9.0"; compared on the plan's precision."""
@@ -274,30 +274,30 @@ def _same_version(found: str | None, planned: str | None) -> bool:
     return found.split(".")[:len(want)] == want
 
 
-def activation_settings(gpu: GpuPlan, root: Path) -> list[tuple[str, str]]:
+def activation_settings(gpu: GpuPlan, tree: Path) -> list[tuple[str, str]]:
     """What activation sets for this GPU stack, prefix-relative (gapship/activate.conf)."""
     settings = [("cuda_home", VIEW)]
-    if gpu.nvcc and (root / VIEW / "bin").is_dir():
+    if gpu.nvcc and (tree / VIEW / "bin").is_dir():
         settings.append(("path", f"{VIEW}/bin"))
     dirs = list(gpu.ld_library_path)
     # legacy frameworks dlopen libcudart.so.9.0 by name: the copied toolkit must be found
     if gpu.cuda_source == "toolkit" and f"{VIEW}/lib64" not in dirs:
         dirs.insert(0, f"{VIEW}/lib64")
     # the plan names a directory per NVIDIA wheel; some wheels have none (nvcc: bin/, nvvm/)
-    settings += [("ld_library_path", d) for d in dirs if (root / d).is_dir()]
+    settings += [("ld_library_path", d) for d in dirs if (tree / d).is_dir()]
     if gpu.xla_cuda_data_dir:
         settings.append(("xla_cuda_data_dir", VIEW))
     return settings
 
 
-def write_activation_conf(gpu: GpuPlan, root: Path) -> None:
+def write_activation_conf(gpu: GpuPlan, tree: Path) -> None:
     lines = ["# what activation sets for the GPU stack, relative to the prefix; read by",
              "# gapship/libexec/write-activation.sh at install time and by gapship-rehome",
-             *(f"{key}={value}" for key, value in activation_settings(gpu, root))]
-    (root / ACTIVATE_CONF).write_text("\n".join(lines) + "\n", encoding="utf-8")
+             *(f"{key}={value}" for key, value in activation_settings(gpu, tree))]
+    (tree / ACTIVATE_CONF).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def stage_gpu(gpu: GpuPlan, root: Path, site_packages: Path) -> list[str]:
+def stage_gpu(gpu: GpuPlan, tree: Path, site_packages: Path) -> list[str]:
     """Give the staged tree its CUDA_HOME view, gpu.json and activate.conf; return warnings."""
     warnings: list[str] = []
     if gpu.cuda_source == "toolkit":
@@ -306,7 +306,7 @@ def stage_gpu(gpu: GpuPlan, root: Path, site_packages: Path) -> list[str]:
                              "Plan again with cuda = { path = ... } in env.toml.")
         local = copy_local_toolkit(Path(gpu.toolkit_path),
                                    Path(gpu.cudnn_path) if gpu.cudnn_path else None,
-                                   root, gpu.nvcc)
+                                   tree, gpu.nvcc)
         found = local.versions
         for what, have, planned in (("CUDA", found.cuda, gpu.cuda),
                                     ("cuDNN", found.cudnn, gpu.cudnn)):
@@ -318,7 +318,7 @@ def stage_gpu(gpu: GpuPlan, root: Path, site_packages: Path) -> list[str]:
                 + (f" with cuDNN {found.cudnn}" if found.cudnn else "")
                 + f" into {VIEW}/ ({local.added_bytes / 1e6:.1f} MB)")
     else:
-        view = build_cuda_view(root, site_packages, gpu)
+        view = build_cuda_view(tree, site_packages, gpu)
         ui.step(f"CUDA view {VIEW}/: CUDA {view.cuda or '?'}"
                 + (f", cuDNN {view.cudnn}" if view.cudnn else "")
                 + (f", {' '.join(t for t in view.tools if t in ('nvcc', 'ptxas'))}"
@@ -327,6 +327,6 @@ def stage_gpu(gpu: GpuPlan, root: Path, site_packages: Path) -> list[str]:
             warnings.append("nvcc was asked for, and the CUDA wheels carry no nvcc (the CUDA 12 "
                             "nvcc wheel has only ptxas): use CUDA 13 wheels or a local "
                             "toolkit (cuda = { path = ... }) for nvcc")
-    write_json(root / GPU_JSON, gpu.doctor_json())
-    write_activation_conf(gpu, root)
+    write_json(tree / GPU_JSON, gpu.doctor_json())
+    write_activation_conf(gpu, tree)
     return warnings
