@@ -7,7 +7,8 @@ from importlib import resources
 
 import pytest
 
-from gapship.compat import CompatDataError, _Reader, _torch, archs_cover, driver_text, load
+from gapship.compat import CompatDataError, _Reader, _torch, archs_cover, load
+from gapship.versions import driver_text
 
 
 def test_every_file_loads_and_every_row_names_a_listed_source() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from gapship import versions
 from gapship.errors import GapshipError
 
 SCHEMA_VERSION = 1
@@ -27,16 +28,6 @@ class CompatDataError(GapshipError):
     """A compat data file is malformed: a bug in gapship's package, never the user's input."""
 
     exit_code = 3
-
-
-def vtuple(text: str) -> tuple[int, ...]:
-    """"12.8" -> (12, 8); "525.60.13" -> (525, 60, 13)."""
-    return tuple(int(p) for p in text.split("."))
-
-
-def driver_text(version: tuple[int, ...]) -> str:
-    """(450, 80, 2) -> "450.80.02": NVIDIA writes the parts after the branch with two digits."""
-    return ".".join([str(version[0]), *(f"{p:02d}" for p in version[1:])])
 
 
 def cc_of_arch(arch: str) -> tuple[int, int]:
@@ -192,22 +183,22 @@ class CompatData:
 
     def toolkit(self, cuda: str) -> CudaToolkit | None:
         """The row of this CUDA version (major.minor), or None when the data lacks it."""
-        key = vtuple(cuda)[:2]
-        return next((t for t in self.toolkits if vtuple(t.cuda)[:2] == key), None)
+        key = versions.release(cuda)[:2]
+        return next((t for t in self.toolkits if versions.release(t.cuda)[:2] == key), None)
 
     def max_cuda_for_driver(self, driver: tuple[int, ...]) -> CudaToolkit | None:
         """The newest toolkit whose programs this driver runs (minor compatibility included)."""
         usable = [t for t in self.toolkits if t.min_driver <= driver]
-        return max(usable, key=lambda t: vtuple(t.cuda)) if usable else None
+        return max(usable, key=lambda t: versions.release(t.cuda)) if usable else None
 
     def min_sass(self, cuda: str) -> tuple[int, int]:
         """The oldest GPU architecture this CUDA toolkit still builds for."""
-        floors = [f for f in self.arch_floors if f.from_cuda <= vtuple(cuda)]
+        floors = [f for f in self.arch_floors if f.from_cuda <= versions.release(cuda)]
         return cc_of_arch(max(floors, key=lambda f: f.from_cuda).min_sass) if floors else (2, 0)
 
     def max_sass(self, cuda: str) -> tuple[int, int] | None:
         """The newest GPU architecture this CUDA toolkit builds SASS for (None: unknown)."""
-        rows = [c for c in self.arch_ceilings if c.from_cuda <= vtuple(cuda)]
+        rows = [c for c in self.arch_ceilings if c.from_cuda <= versions.release(cuda)]
         return cc_of_arch(max(rows, key=lambda c: c.from_cuda).max_sass) if rows else None
 
     def gpu_model_cc(self, name: str) -> tuple[int, int] | None:
@@ -275,7 +266,7 @@ class _Reader:
     def version(self, text: Any, where: str) -> tuple[int, ...]:
         try:
             Version(str(text))
-            return vtuple(str(text))
+            return versions.release(str(text))
         except (InvalidVersion, ValueError):
             self.fail(where, f"{text!r} is not a version")
             raise AssertionError from None  # unreachable: fail raises
@@ -322,7 +313,7 @@ def _torch(r: _Reader) -> tuple[TorchRelease, ...]:
                                 glibc=r.version(row["glibc"], where), variants=tuple(variants),
                                 fact=fact))
     r.unique([t.version for t in out], "releases")
-    return tuple(sorted(out, key=lambda t: vtuple(t.version), reverse=True))
+    return tuple(sorted(out, key=lambda t: versions.release(t.version), reverse=True))
 
 
 def _tensorflow(r: _Reader) -> tuple[TfRelease, ...]:
@@ -336,7 +327,7 @@ def _tensorflow(r: _Reader) -> tuple[TfRelease, ...]:
                              cuda=row["cuda"], cudnn=row["cudnn"], gpu_package=row["gpu_package"],
                              and_cuda=row.get("and_cuda"), fact=r.fact(row, where)))
     r.unique([t.version for t in out], "releases")
-    return tuple(sorted(out, key=lambda t: vtuple(t.version), reverse=True))
+    return tuple(sorted(out, key=lambda t: versions.release(t.version), reverse=True))
 
 
 def _jax(r: _Reader) -> tuple[tuple[JaxRelease, ...], dict[str, JaxExtra]]:
@@ -359,7 +350,7 @@ def _jax(r: _Reader) -> tuple[tuple[JaxRelease, ...], dict[str, JaxExtra]]:
                                    extras=tuple(row["extras"]), cudnn_min=row["cudnn_min"],
                                    fact=r.fact(row, where)))
     r.unique([j.version for j in releases], "releases")
-    return tuple(sorted(releases, key=lambda j: vtuple(j.version), reverse=True)), extras
+    return tuple(sorted(releases, key=lambda j: versions.release(j.version), reverse=True)), extras
 
 
 def _cuda(r: _Reader

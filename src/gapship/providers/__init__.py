@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from gapship import ui
+from gapship import ui, versions
 from gapship.errors import GapshipError, StageError
 from gapship.probe import TargetInfo
 from gapship.providers import twin
@@ -26,7 +26,6 @@ from gapship.providers.python import (
     PythonInstall,
     TargetPython,
     find_host_python,
-    minor_of,
 )
 from gapship.providers.standalone import from_archive, from_path, from_uv, uv_downloadable
 from gapship.spec import PythonSpec
@@ -54,10 +53,6 @@ class Unavailable(StageError):
     """One source cannot serve this target; ``message`` says why, in a few words."""
 
 
-def _dotted(version: tuple[int, ...]) -> str:
-    return ".".join(map(str, version))
-
-
 def interpreter_needs(python: PythonInstall) -> glibc.VersionNeeds:
     """The GLIBC_/GLIBCXX_ needs of an interpreter and the libraries it would graft."""
     elf_files = [python.executable]
@@ -74,12 +69,12 @@ def glibc_misfit(python: PythonInstall, target: TargetInfo) -> str | None:
     needs = interpreter_needs(python)
     newest = needs.newest_glibc()
     if newest and target.glibc_version and newest > target.glibc_version:
-        return (f"Python {python.version} needs GLIBC_{_dotted(newest)}; the target has "
+        return (f"Python {python.version} needs GLIBC_{versions.dotted(newest)}; the target has "
                 f"{target.glibc}")
     newest_cxx = needs.newest_glibcxx()
     if newest_cxx and target.glibcxx_version and newest_cxx > target.glibcxx_version:
-        return (f"Python {python.version} needs GLIBCXX_{_dotted(newest_cxx)}; the target's "
-                f"libstdc++ has {target.glibcxx}")
+        return (f"Python {python.version} needs GLIBCXX_{versions.dotted(newest_cxx)}; the "
+                f"target's libstdc++ has {target.glibcxx}")
     return None
 
 
@@ -105,7 +100,7 @@ def target_python(target: TargetInfo, minor: str | None) -> TargetPython:
         key = version_key(f"_{version}")
         if len(key) < 2 or key[:2] < OLDEST_PYTHON:
             continue
-        if minor is None or minor_of(version) == minor:
+        if minor is None or versions.minor(version) == minor:
             found.append((key, path))
     if not found:
         listed = ", ".join(f"{e.get('version')} ({e.get('path')})"
@@ -118,10 +113,10 @@ def target_python(target: TargetInfo, minor: str | None) -> TargetPython:
     def preference(path: str) -> tuple[bool, int, str]:
         # python3.9 names one interpreter for good; python3 may change with the OS
         name = PurePosixPath(path).name
-        return (name != f"python{_dotted(newest[:2])}", len(path), path)
+        return (name != f"python{versions.dotted(newest[:2])}", len(path), path)
 
     path = min((p for key, p in found if key == newest), key=preference)
-    return TargetPython(version=_dotted(newest), executable=PurePosixPath(path))
+    return TargetPython(version=versions.dotted(newest), executable=PurePosixPath(path))
 
 
 def _standalone(want: PythonSpec, target: TargetInfo, auto: bool) -> PythonInstall:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TypeAlias
 
+from gapship import versions
 from gapship.errors import StageError
 
 # Prefixes that every system has: not a trace of the builder when left in a file.
@@ -43,11 +44,6 @@ print(json.dumps({
 """
 
 
-def minor_of(version: str) -> str:
-    """``3.9.2`` -> ``3.9``."""
-    return ".".join(version.split(".")[:2])
-
-
 @dataclass(frozen=True)
 class PythonInstall:
     """An interpreter on the builder, described by itself.
@@ -66,7 +62,7 @@ class PythonInstall:
 
     @property
     def minor(self) -> str:
-        return minor_of(self.version)
+        return versions.minor(self.version)
 
     @property
     def build_prefix(self) -> Path:
@@ -83,7 +79,7 @@ class TargetPython:
 
     @property
     def minor(self) -> str:
-        return minor_of(self.version)
+        return versions.minor(self.version)
 
 
 # What ships as the environment's interpreter: one copied from the builder, or the target's own.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from gapship import ui
+from gapship import ui, versions
 from gapship.errors import ReplicaError, StageError
 from gapship.probe import TargetInfo
 from gapship.providers.python import OLDEST_PYTHON, PythonInstall, first_python, query_python
@@ -109,7 +109,7 @@ def unavailable(target: TargetInfo, minor: str | None, twin_root: Path | None) -
                 "(--twin-root DIR takes a rootfs of it)")
     if minor is not None and release.python != minor:
         return f"{release.describe()} ships Python {release.python}, not {minor}"
-    if tuple(int(p) for p in release.python.split(".")) < OLDEST_PYTHON:
+    if versions.release(release.python) < OLDEST_PYTHON:
         return (f"{release.describe()} ships Python {release.python}; gapship environments "
                 "need 3.6 or newer")
     return build_blocker(release)

@@ -20,7 +20,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from gapship import ui
+from gapship import ui, versions
 from gapship.errors import StageError
 from gapship.files import write_json
 from gapship.plan import GpuPlan
@@ -270,8 +270,7 @@ def _same_version(found: str | None, planned: str | None) -> bool:
         return True
     if found is None:
         return False
-    want = planned.split(".")
-    return found.split(".")[:len(want)] == want
+    return versions.matches(found, planned)
 
 
 def activation_settings(gpu: GpuPlan, tree: Path) -> list[tuple[str, str]]:
