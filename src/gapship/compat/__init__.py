@@ -15,12 +15,15 @@ from importlib import resources
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from gapship import versions
 from gapship.errors import GapshipError
 
 SCHEMA_VERSION = 1
+# the framework table; also shipped verbatim for the doctor (gapship.doctor)
+FRAMEWORKS_FILE = "frameworks.json"
 _ARCH = re.compile(r"^sm_(\d+)$")
 
 
@@ -164,6 +167,16 @@ class GpuModel:
 
 
 @dataclass(frozen=True)
+class Framework:
+    """A framework family: the names env.toml may give for it (``requirements``, the family
+    first) and the distributions whose presence means an environment ships it."""
+
+    family: str
+    requirements: tuple[str, ...]
+    installed_as: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class CompatData:
     torch: tuple[TorchRelease, ...]
     tensorflow: tuple[TfRelease, ...]
@@ -180,6 +193,12 @@ class CompatData:
     gpu_models: tuple[GpuModel, ...]
     torch_index: str
     sources: dict[str, str]
+    frameworks: tuple[Framework, ...]
+
+    def framework_named(self, name: str) -> Framework | None:
+        """The framework a requirement name means (torch, tensorflow-gpu, ...), or None."""
+        key = canonicalize_name(name)
+        return next((f for f in self.frameworks if key in f.requirements), None)
 
     def toolkit(self, cuda: str) -> CudaToolkit | None:
         """The row of this CUDA version (major.minor), or None when the data lacks it."""
@@ -222,7 +241,7 @@ class CompatData:
         """The CPU needs that apply to these (distribution, version) pairs."""
         out = []
         for name, version in packages:
-            key = re.sub(r"[-_.]+", "-", name).lower()
+            key = canonicalize_name(name)
             for need in self.cpu_needs:
                 try:
                     applies = Version(version) in need.versions
@@ -394,12 +413,30 @@ def _cpu(r: _Reader) -> tuple[CpuNeed, ...]:
     return tuple(out)
 
 
+def _frameworks(r: _Reader) -> tuple[Framework, ...]:
+    r.fact(r.doc, "the file", default=True)
+    out = []
+    for row in r.doc["frameworks"]:
+        where = f"framework {row.get('family')}"
+        names = [*row["requirements"], *row["installed_as"]]
+        if any(not isinstance(n, str) or n != canonicalize_name(n) for n in names):
+            r.fail(where, "names must be PyPI names in lower case with '-'")
+        if row["requirements"][:1] != [row["family"]]:
+            r.fail(where, "the first of `requirements` must be the family")
+        out.append(Framework(family=row["family"], requirements=tuple(row["requirements"]),
+                             installed_as=tuple(row["installed_as"])))
+    r.unique([n for f in out for n in f.requirements], "requirements")
+    r.unique([n for f in out for n in f.installed_as], "installed_as")
+    return tuple(out)
+
+
 @functools.cache
 def load() -> CompatData:
     """Load and check every data file (once per process)."""
     torch_r, tf_r, jax_r = _Reader("torch.json"), _Reader("tensorflow.json"), _Reader("jax.json")
     cuda_r, cpu_r, plat_r, gpu_r = (_Reader("cuda.json"), _Reader("cpu.json"),
                                     _Reader("platforms.json"), _Reader("gpus.json"))
+    frameworks_r = _Reader(FRAMEWORKS_FILE)
     jax, jax_extras = _jax(jax_r)
     toolkits, floors, ceilings = _cuda(cuda_r)
     tf_archs = tf_r.doc["archs"]
@@ -412,7 +449,7 @@ def load() -> CompatData:
         cc = gpu_r.version(row["compute_capability"], f"gpu {row.get('match')}")
         gpu_models.append(GpuModel(match=row["match"], compute_capability=(cc[0], cc[1])))
     sources = {}
-    for reader in (torch_r, tf_r, jax_r, cuda_r, cpu_r, plat_r, gpu_r):
+    for reader in (torch_r, tf_r, jax_r, cuda_r, cpu_r, plat_r, gpu_r, frameworks_r):
         sources.update(reader.sources)
     return CompatData(
         torch=_torch(torch_r), tensorflow=_tensorflow(tf_r),
@@ -421,4 +458,5 @@ def load() -> CompatData:
         jax=jax, jax_extras=jax_extras, toolkits=toolkits, arch_floors=floors,
         arch_ceilings=ceilings,
         cpu_needs=_cpu(cpu_r), os_glibc=os_glibc, gpu_models=tuple(gpu_models),
-        torch_index=torch_r.doc["index_url"], sources=sources)
+        torch_index=torch_r.doc["index_url"], sources=sources,
+        frameworks=_frameworks(frameworks_r))

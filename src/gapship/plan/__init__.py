@@ -390,8 +390,9 @@ def _gpu_from_wheels(gpu: GpuPlan | None, files: tuple[LockedFile, ...], python_
                       if row else gpu.min_driver)
     if cudnn and gpu.cudnn != cudnn:
         gpu = replace(gpu, cudnn=cudnn)
-    framework = next((f for f in files if gpu.framework and canonicalize_name(f.name) in
-                      ("torch", "tensorflow", "tensorflow-gpu", "jax")), None)
+    named = compat.framework_named(gpu.framework) if gpu.framework else None
+    framework = next((f for f in files if named and canonicalize_name(f.name)
+                      in named.requirements), None)
     if framework is not None:
         gpu = replace(gpu, framework_version=framework.version)
     site = f"lib/python{versions.minor(python_version)}/site-packages"
