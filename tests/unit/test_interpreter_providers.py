@@ -162,6 +162,8 @@ def test_twin_releases_map_probe_os_to_codename_and_mirror(monkeypatch: pytest.M
     assert found[("debian", "13")].codename == "trixie"
     focal = twin.release_for(target("ubuntu", "20.04", "2.31"))
     assert focal is not None and (focal.codename, focal.python) == ("focal", "3.8")
+    # the glibc of each release is the compat data's OS table, not a copy of it
+    assert (focal.glibc, found[("ubuntu", "19.10")].glibc) == ("2.31", "2.30")
     monkeypatch.setenv("GAPSHIP_UBUNTU_MIRROR", "http://mirror.example/ubuntu")
     assert focal.mirror == "http://mirror.example/ubuntu"
     eoan = found[("ubuntu", "19.10")]

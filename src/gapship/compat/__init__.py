@@ -161,6 +161,14 @@ class OsGlibc:
 
 
 @dataclass(frozen=True)
+class LegacyManylinux:
+    """A manylinux tag older than the PEP 600 names (manylinux2014), and the glibc it means."""
+
+    tag: str
+    glibc: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class GpuModel:
     match: str
     compute_capability: tuple[int, int]
@@ -190,6 +198,7 @@ class CompatData:
     arch_ceilings: tuple[ArchCeiling, ...]
     cpu_needs: tuple[CpuNeed, ...]
     os_glibc: tuple[OsGlibc, ...]
+    legacy_manylinux: tuple[LegacyManylinux, ...]
     gpu_models: tuple[GpuModel, ...]
     torch_index: str
     sources: dict[str, str]
@@ -229,6 +238,7 @@ class CompatData:
         return None
 
     def glibc_of_os(self, os_id: str | None, version: str | None) -> OsGlibc | None:
+        """The glibc of an OS release ("debian", "11" or "11.3"); None when the table lacks it."""
         if not os_id or not version:
             return None
         for row in self.os_glibc:
@@ -413,6 +423,18 @@ def _cpu(r: _Reader) -> tuple[CpuNeed, ...]:
     return tuple(out)
 
 
+def _os_glibc(r: _Reader) -> tuple[OsGlibc, ...]:
+    out = []
+    for row in r.doc["os_glibc"]:
+        where = f"os {row.get('os')} {row.get('version')}"
+        if "source" in row and row["source"] not in r.sources:
+            r.fail(where, f"source {row['source']!r} is not listed under `sources`")
+        out.append(OsGlibc(os=row["os"], version=row["version"],
+                           glibc=r.version(row["glibc"], where), verified=bool(row["verified"])))
+    r.unique([f"{o.os} {o.version}" for o in out], "os_glibc")
+    return tuple(out)
+
+
 def _frameworks(r: _Reader) -> tuple[Framework, ...]:
     r.fact(r.doc, "the file", default=True)
     out = []
@@ -440,9 +462,10 @@ def load() -> CompatData:
     jax, jax_extras = _jax(jax_r)
     toolkits, floors, ceilings = _cuda(cuda_r)
     tf_archs = tf_r.doc["archs"]
-    os_glibc = tuple(OsGlibc(os=row["os"], version=row["version"],
-                             glibc=plat_r.version(row["glibc"], f"os {row['os']} {row['version']}"),
-                             verified=bool(row["verified"])) for row in plat_r.doc["os_glibc"])
+    os_glibc = _os_glibc(plat_r)
+    legacy_manylinux = tuple(
+        LegacyManylinux(tag=row["tag"], glibc=plat_r.version(row["glibc"], row["tag"]))
+        for row in plat_r.doc["manylinux"])
     gpu_r.fact(gpu_r.doc, "the file")
     gpu_models = []
     for row in gpu_r.doc["gpus"]:
@@ -457,6 +480,7 @@ def load() -> CompatData:
         tf_glibc=tf_r.version(tf_r.doc["glibc"]["value"], "glibc"),
         jax=jax, jax_extras=jax_extras, toolkits=toolkits, arch_floors=floors,
         arch_ceilings=ceilings,
-        cpu_needs=_cpu(cpu_r), os_glibc=os_glibc, gpu_models=tuple(gpu_models),
+        cpu_needs=_cpu(cpu_r), os_glibc=os_glibc, legacy_manylinux=legacy_manylinux,
+        gpu_models=tuple(gpu_models),
         torch_index=torch_r.doc["index_url"], sources=sources,
         frameworks=_frameworks(frameworks_r))

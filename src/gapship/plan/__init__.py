@@ -39,20 +39,18 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-# manylinux tags older than the PEP 600 names, and the glibc each one means.
-_LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-
-
 def manylinux_tags(glibc: tuple[int, ...], arch: str) -> list[str]:
-    """Every manylinux platform tag a target with this glibc accepts, best first."""
-    major, minor = glibc[0], glibc[1]
-    if major != 2:
+    """Every manylinux platform tag a target with this glibc accepts, best first (down to
+    manylinux1, the oldest tag there is)."""
+    if glibc[0] != 2:
         return []
+    legacy = {row.glibc: row.tag for row in load_compat().legacy_manylinux}
+    oldest = min(legacy)
     out: list[str] = []
-    for n in range(minor, 4, -1):
+    for n in range(glibc[1], oldest[1] - 1, -1):
         out.append(f"manylinux_2_{n}_{arch}")
-        if n in _LEGACY_MANYLINUX:
-            out.append(f"{_LEGACY_MANYLINUX[n]}_{arch}")
+        if (2, n) in legacy:
+            out.append(f"{legacy[(2, n)]}_{arch}")
     return out
 
 

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from gapship import ui, versions
+from gapship.compat import load as load_compat
 from gapship.errors import ReplicaError, StageError
 from gapship.probe import TargetInfo
 from gapship.providers.python import OLDEST_PYTHON, PythonInstall, first_python, query_python
@@ -36,7 +37,7 @@ class TwinRelease:
     version: str
     codename: str
     python: str
-    glibc: str
+    glibc: str  # from the compat data's OS table
     mirror_kind: str
     packages: tuple[str, ...]
 
@@ -77,12 +78,15 @@ def releases() -> tuple[TwinRelease, ...]:
     out = []
     kinds = {"debian", *_mirrors()}
     for entry in raw:
+        os_glibc = load_compat().glibc_of_os(entry["os"], entry["version"])
         release = TwinRelease(os=entry["os"], version=entry["version"],
                               codename=entry["codename"], python=entry["python"],
-                              glibc=entry["glibc"], mirror_kind=entry["mirror"],
-                              packages=tuple(entry["packages"]))
-        if release.mirror_kind not in kinds or "python3" not in release.packages:
-            raise ValueError(f"twin_releases.json: bad entry for {release.describe()}")
+                              glibc=versions.dotted(os_glibc.glibc) if os_glibc else "",
+                              mirror_kind=entry["mirror"], packages=tuple(entry["packages"]))
+        if (release.mirror_kind not in kinds or "python3" not in release.packages
+                or os_glibc is None):
+            raise ValueError(f"twin_releases.json: bad entry for {release.describe()} (its "
+                             "glibc must be in compat/data/platforms.json)")
         out.append(release)
     return tuple(out)
 
