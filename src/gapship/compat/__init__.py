@@ -241,11 +241,8 @@ class CompatData:
         """The glibc of an OS release ("debian", "11" or "11.3"); None when the table lacks it."""
         if not os_id or not version:
             return None
-        for row in self.os_glibc:
-            if row.os == os_id and (version == row.version
-                                    or version.startswith(row.version + ".")):
-                return row
-        return None
+        return next((row for row in self.os_glibc
+                     if row.os == os_id and versions.matches(version, row.version)), None)
 
     def cpu_needs_of(self, packages: list[tuple[str, str]]) -> list[CpuNeed]:
         """The CPU needs that apply to these (distribution, version) pairs."""

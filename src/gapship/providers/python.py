@@ -1,7 +1,7 @@
 """An interpreter on the builder: how it describes itself and where one is found.
 
 The interpreter sources (this package) find one; ``gapship.stage.interpreter`` copies it
-into the staging directory. An interpreter may live inside another root filesystem (a twin
+into the environment tree. An interpreter may live inside another root filesystem (a twin
 of the target's OS): its paths are then read as if that root were ``/``.
 """
 

@@ -96,8 +96,7 @@ def release_for(target: TargetInfo) -> TwinRelease | None:
     os_id = (target.os_id or "").lower()
     version = target.os_version or ""
     for release in releases():
-        if release.os == os_id and (version == release.version
-                                    or version.split(".")[0] == release.version):
+        if release.os == os_id and versions.matches(version, release.version):
             return release
     return None
 

@@ -153,26 +153,26 @@ PYVENV_CFG = "pyvenv.cfg"
 BASE_PYTHON = "gapship/base-python"
 
 
-def _tie_to_target(python: TargetPython, tree: Path) -> StagedInterpreter:
+def _tie_to_target(target_python: TargetPython, tree: Path) -> StagedInterpreter:
     """An environment for the target's own interpreter: a venv layout without ``venv``.
 
     ``pyvenv.cfg`` makes that interpreter take PREFIX as ``sys.prefix`` and use
     PREFIX/lib/python3.X/site-packages; the installer links ``bin/python3`` to it
     (gapship/base-python names it), since that absolute link cannot ship.
     """
-    ui.step(f"tying the environment to the target's {python.executable} (Python "
-            f"{python.version}); no interpreter ships")
+    ui.step(f"tying the environment to the target's {target_python.executable} (Python "
+            f"{target_python.version}); no interpreter ships")
     (tree / "bin").mkdir(parents=True, exist_ok=True)
-    site = tree / "lib" / f"python{python.minor}" / "site-packages"
+    site = tree / "lib" / f"python{target_python.minor}" / "site-packages"
     site.mkdir(parents=True)
     (tree / PYVENV_CFG).write_text(
-        f"home = {python.executable.parent}\ninclude-system-site-packages = false\n"
-        f"version = {python.version}\n", encoding="utf-8")
+        f"home = {target_python.executable.parent}\ninclude-system-site-packages = false\n"
+        f"version = {target_python.version}\n", encoding="utf-8")
     base = tree / BASE_PYTHON
     base.parent.mkdir(parents=True, exist_ok=True)
-    base.write_text(f"{python.executable}\n", encoding="utf-8")
+    base.write_text(f"{target_python.executable}\n", encoding="utf-8")
     try:
-        compiler: Path | None = find_host_python(python.minor).executable
+        compiler: Path | None = find_host_python(target_python.minor).executable
     except StageError:
         compiler = None
     return StagedInterpreter(site=site, compiler=compiler)
