@@ -254,6 +254,10 @@ def _excluded(files: tuple[LockedFile, ...], patterns: tuple[str, ...]
     return tuple(keep), dropped
 
 
+# How many framework builds the plan tries when the index serves another CUDA than expected.
+_ATTEMPTS = 3
+
+
 def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str,
          extra_requirements: tuple[str, ...] = (),
          local_toolkit: tuple[str, str | None] | None = None) -> Lock:
@@ -267,7 +271,7 @@ def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str
     compat = load_compat()
     constraints, cpu_decisions = cpu_constraints(target, compat)
     rejected: list[Decision] = []
-    for _attempt in range(_ATTEMPTS):
+    for _ in range(_ATTEMPTS):
         choice = (gpu_decide(spec, target, python_version, compat, local_toolkit,
                              tuple(d.what for d in rejected))
                   if spec.framework_family else None)
@@ -296,10 +300,6 @@ def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str
                     gpu=gpu, warnings=tuple(warnings), indexes=indexes)
     raise ResolveError(f"no build of {spec.framework} resolves to one that runs here.",
                        "Pin a framework version and CUDA in env.toml.")
-
-
-# How many framework builds the plan tries when the index serves another CUDA than expected.
-_ATTEMPTS = 3
 
 
 def _requests(spec: Spec, choice: GpuChoice | None, extra: tuple[str, ...]
