@@ -1,9 +1,16 @@
-"""The pack pipeline: spec (or lock) + target -> plan -> fetch -> stage -> bundle."""
+"""The pack pipeline, in the order the data walks: providers -> plan -> fetch -> stage -> bundle.
+
+``pack_spec`` starts from env.toml's Spec and runs every step; ``pack_lock`` starts from a
+lock that `gapship plan` wrote, so the plan is already made: the providers find the
+interpreter it was planned with, and the rest runs as for a spec.
+"""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,11 +21,14 @@ from gapship.errors import CompatError
 from gapship.fetch import FetchResult, fetch, installed_sizes
 from gapship.plan import Lock, plan
 from gapship.probe import TargetInfo
-from gapship.providers.python import PythonInstall, TargetPython
+from gapship.providers import PythonChoice
+from gapship.providers.python import Interpreter
 from gapship.providers.toolkit import read_toolkit_versions
 from gapship.spec import PythonSpec, Spec
 from gapship.stage import StagedTree, stage_environment
-from gapship.stage.sdist import build_pure_wheels
+
+# pip ships in every environment, so that `pip list` and `pip install --no-index` work there.
+ALWAYS_SHIPPED = ("pip",)
 
 
 @dataclass(frozen=True)
@@ -30,40 +40,70 @@ class PackResult:
     warnings: tuple[str, ...]
 
 
-def choose_python(spec: Spec, target: TargetInfo) -> tuple[PythonInstall | TargetPython, str]:
-    """The interpreter to ship (or, for `target`, to tie the environment to) and its source."""
+@dataclass(frozen=True)
+class Provided:
+    """What the providers found before the plan: the interpreter, and the (CUDA, cuDNN)
+    versions of env.toml's local toolkit directories when it names them."""
+
+    python: PythonChoice
+    local_toolkit: tuple[str, str | None] | None
+
+
+def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, level: int = 6,
+              keep_tree: Path | None = None) -> PackResult:
+    """Build ``out`` for ``target`` from env.toml's spec. Nothing is written at ``out``
+    unless every check passed."""
+    provided = provide(spec, target)
+    lock = plan_spec(spec, target, provided)
+    return _fetch_stage_bundle(lock, provided.python.interpreter, target, out, level=level,
+                               keep_tree=keep_tree)
+
+
+def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
+              python_spec: PythonSpec | None = None, level: int = 6,
+              keep_tree: Path | None = None) -> PackResult:
+    """Build ``out`` for ``target`` exactly from a lock that `gapship plan` wrote.
+    ``python_spec`` (the CLI's --python options) names the archive or rootfs to take the
+    lock's interpreter from."""
+    interpreter = interpreter_for_lock(lock, python_spec or PythonSpec(), target)
+    return _fetch_stage_bundle(lock, interpreter, target, out, level=level,
+                               keep_tree=keep_tree)
+
+
+# ---- providers
+
+def provide(spec: Spec, target: TargetInfo) -> Provided:
+    """Ask the providers for the interpreter and read the local toolkit, if any."""
     choice = providers.choose_python(spec.python_spec, target)
     ui.step(f"Python {choice.version} from {choice.source}: {choice.reason}")
-    return choice.python, choice.source
+    toolkit = None
+    if spec.cuda.path is not None:
+        found = read_toolkit_versions(
+            Path(spec.cuda.path).expanduser(),
+            Path(spec.cudnn.path).expanduser() if spec.cudnn.path else None)
+        toolkit = (found.cuda, found.cudnn)
+    return Provided(python=choice, local_toolkit=toolkit)
 
 
-def python_for_lock(lock: Lock, want: PythonSpec, target: TargetInfo
-                    ) -> PythonInstall | TargetPython:
+def interpreter_for_lock(lock: Lock, want: PythonSpec, target: TargetInfo) -> Interpreter:
     """The interpreter a lock was planned with: its source, asked again for that version."""
     choice = providers.choose_python(
         replace(want, version=lock.python_minor, source=lock.python_source), target)
     if choice.version != lock.python_version:
         ui.warn(f"the lock was planned for Python {lock.python_version}; {choice.source} gives "
                 f"{choice.version} (same minor version: the wheels fit)")
-    return choice.python
+    return choice.interpreter
 
 
-def local_toolkit_versions(spec: Spec) -> tuple[str, str | None] | None:
-    """(CUDA, cuDNN) of env.toml's local toolkit directories, when it names them."""
-    if spec.cuda.path is None:
-        return None
-    found = read_toolkit_versions(Path(spec.cuda.path).expanduser(),
-                                  Path(spec.cudnn.path).expanduser() if spec.cudnn.path else None)
-    return found.cuda, found.cudnn
+# ---- plan
 
-
-def plan_spec(spec: Spec, target: TargetInfo) -> tuple[Lock, PythonInstall | TargetPython]:
-    """Plan a spec for a target: the lock, and the interpreter it was planned with."""
-    python, source = choose_python(spec, target)
-    ui.step(f"planning for Python {python.version} ({source}) on {target.describe()}")
-    # pip ships in every environment, so that `pip list` and `pip install --no-index` work there.
-    lock = plan(spec, target, python.version, source, extra_requirements=("pip",),
-                local_toolkit=local_toolkit_versions(spec))
+def plan_spec(spec: Spec, target: TargetInfo, provided: Provided) -> Lock:
+    """The lock for a spec on a target, with each wheel's unpacked size and a warning when
+    the target's home is short of space."""
+    python = provided.python
+    ui.step(f"planning for Python {python.version} ({python.source}) on {target.describe()}")
+    lock = plan(spec, target, python.version, python.source,
+                extra_requirements=ALWAYS_SHIPPED, local_toolkit=provided.local_toolkit)
     sizes = installed_sizes(lock.files)
     lock = replace(lock, files=tuple(replace(f, installed_size=sizes.get(f.sha256))
                                      for f in lock.files))
@@ -73,50 +113,56 @@ def plan_spec(spec: Spec, target: TargetInfo) -> tuple[Lock, PythonInstall | Tar
             f"little free space: the packages unpack to {lock.installed_size / 1e9:.2f} GB and "
             f"the target's home has {free_kb / 1e6:.2f} GB free; install on scratch with "
             "--prefix, or leave out what you do not need (exclude = [...])")))
-    return lock, python
+    return lock
 
 
-def pack(spec: Spec | Lock, target: TargetInfo, out: Path, *, level: int = 6,
-         keep_tree: Path | None = None, python_spec: PythonSpec | None = None
-         ) -> PackResult:
-    """Build ``out`` for ``target`` from a spec, or exactly from a lock that `gapship plan`
-    wrote. Nothing is written at ``out`` unless every check passed. ``python_spec`` (the
-    CLI's --python options) overrides the spec's; for a lock it names the archive or rootfs."""
-    if isinstance(spec, Lock):
-        lock, python = spec, python_for_lock(spec, python_spec or PythonSpec(), target)
-    else:
-        if python_spec is not None:
-            spec = replace(spec, python_spec=python_spec)
-        lock, python = plan_spec(spec, target)
-    if lock.gpu is not None and lock.gpu.cuda_source == "toolkit" and not lock.gpu.toolkit_path:
-        raise CompatError(f"{lock.gpu.framework} {lock.gpu.framework_version} needs CUDA "
-                          f"{lock.gpu.cuda} and cuDNN {lock.gpu.cudnn}, and no wheel provides "
-                          "them.", "Name a local toolkit in env.toml: cuda = { path = "
-                          f"\"/usr/local/cuda-{lock.gpu.cuda}\" }} and cudnn = {{ path = ... }}.")
+def _refuse_missing_toolkit(lock: Lock) -> None:
+    gpu = lock.gpu
+    if gpu is not None and gpu.cuda_source == "toolkit" and not gpu.toolkit_path:
+        raise CompatError(f"{gpu.framework} {gpu.framework_version} needs CUDA {gpu.cuda} and "
+                          f"cuDNN {gpu.cudnn}, and no wheel provides them.",
+                          "Name a local toolkit in env.toml: cuda = { path = "
+                          f"\"/usr/local/cuda-{gpu.cuda}\" }} and cudnn = {{ path = ... }}.")
+
+
+# ---- fetch -> stage -> bundle
+
+def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo, out: Path,
+                        *, level: int, keep_tree: Path | None) -> PackResult:
+    _refuse_missing_toolkit(lock)
     for warning in lock.warnings:
         ui.warn(warning)
     ui.step(f"{len(lock.files)} files, {lock.download_size / 1e6:.1f} MB to fetch")
     fetched = fetch(lock.files)
     ui.step(f"fetched {fetched.downloaded_bytes / 1e6:.1f} MB "
             f"({fetched.cache_hits} of {len(lock.files)} files from the cache)")
-    wheels = build_pure_wheels(list(fetched.paths))
-    work_parent = cache_dir() / "stage"
-    work_parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{lock.name}-", dir=work_parent))
-    try:
-        tree = stage_environment(lock, python, wheels, target, work)
-        warnings = list(tree.warnings)
-        if target.home_free_kb is not None and tree.total_bytes // 1024 > target.home_free_kb:
-            warnings.append(f"the environment needs {tree.total_bytes / 1e9:.2f} GB; the "
-                            f"target's home has {target.home_free_kb / 1e6:.2f} GB free: install "
-                            "it on scratch with --prefix")
-        bundle = write_bundle(tree.root, out, name=lock.name, version=lock.env_version,
-                              python=python.version, installed_bytes=tree.total_bytes,
+    with _workdir(lock.name) as workdir:
+        tree = stage_environment(lock, interpreter, list(fetched.paths), target, workdir)
+        bundle = write_bundle(tree.path, out, name=lock.name, version=lock.env_version,
+                              python=interpreter.version, installed_bytes=tree.total_bytes,
                               level=level)
         if keep_tree is not None:
             shutil.rmtree(keep_tree, ignore_errors=True)
-            shutil.move(str(tree.root), keep_tree)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            shutil.move(str(tree.path), keep_tree)
     return PackResult(lock=lock, fetched=fetched, tree=tree, bundle=bundle,
-                      warnings=tuple(warnings))
+                      warnings=(*tree.warnings, *_space_warnings(tree, target)))
+
+
+@contextmanager
+def _workdir(name: str) -> Iterator[Path]:
+    """A scratch directory for one pack, under the cache (same filesystem), removed after."""
+    parent = cache_dir() / "stage"
+    parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=parent))
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _space_warnings(tree: StagedTree, target: TargetInfo) -> list[str]:
+    free_kb = target.home_free_kb
+    if free_kb is None or tree.total_bytes // 1024 <= free_kb:
+        return []
+    return [f"the environment needs {tree.total_bytes / 1e9:.2f} GB; the target's home has "
+            f"{free_kb / 1e6:.2f} GB free: install it on scratch with --prefix"]

@@ -23,8 +23,8 @@ from gapship import ui
 from gapship.cache import cache_dir
 from gapship.errors import ReplicaError, ToolMissing
 
-RELEASES = {"bullseye": "Debian 11 (glibc 2.31)", "bookworm": "Debian 12 (glibc 2.36)",
-            "trixie": "Debian 13 (glibc 2.41)"}
+# the Debian releases (11, 12, 13) a replica is debootstrapped from without naming a mirror
+RELEASES = ("bullseye", "bookworm", "trixie")
 USER = "user"
 UID = 1000
 HOME = f"/home/{USER}"

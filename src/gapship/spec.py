@@ -10,6 +10,7 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from gapship.compat import load as load_compat
 from gapship.errors import SpecError
 
 if sys.version_info >= (3, 11):
@@ -21,8 +22,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _PYTHON = re.compile(r"^3\.(\d+)$")
 _KNOWN_KEYS = ("name", "version", "python", "packages", "framework", "cuda", "cudnn",
                "indexes", "exclude", "compute")
-FRAMEWORKS = {"torch": "torch", "tensorflow": "tensorflow", "tensorflow-gpu": "tensorflow",
-              "tensorflow-cpu": "tensorflow", "jax": "jax", "none": "none"}
+# `framework = "none"`: a plain Python environment
+NO_FRAMEWORK = "none"
 PYTHON_SOURCES = ("auto", "host", "twin", "target", "standalone")
 
 # What `gapship demo` and the README's first command pack when no spec is given.
@@ -105,7 +106,8 @@ class Spec:
     def framework_family(self) -> str | None:
         """torch, tensorflow or jax; None for a plain environment."""
         req = self.framework_requirement
-        return FRAMEWORKS.get(req.name.lower()) if req else None
+        framework = load_compat().framework_named(req.name) if req else None
+        return framework.family if framework else None
 
 
 def parse_spec(text: str, source: str = "env.toml") -> Spec:
@@ -162,16 +164,17 @@ def validate_spec(data: dict[str, Any], source: str = "env.toml") -> Spec:
             problems.append(f"key `packages`: {pkg!r} is not a valid requirement ({exc})")
 
     framework = data.get("framework")
-    if framework is not None:
+    if isinstance(framework, str) and framework.lower() == NO_FRAMEWORK:
+        framework = None
+    elif framework is not None:
         try:
-            family = FRAMEWORKS.get(Requirement(framework).name.lower())
+            known = load_compat().framework_named(Requirement(framework).name) is not None
         except (InvalidRequirement, TypeError):
-            family = None
-        if family is None:
-            problems.append(f"key `framework` = {framework!r}: give torch, tensorflow, jax or "
-                            "none, with an optional version such as \"torch>=2.4\"")
-        elif family == "none":
-            framework = None
+            known = False
+        if not known:
+            families = ", ".join(f.family for f in load_compat().frameworks)
+            problems.append(f"key `framework` = {framework!r}: give {families} or "
+                            f"{NO_FRAMEWORK}, with an optional version such as \"torch>=2.4\"")
     cuda = _toolkit("cuda", data.get("cuda"), problems)
     cudnn = _toolkit("cudnn", data.get("cudnn"), problems)
     indexes = _strings("indexes", data.get("indexes", []), problems)

@@ -53,7 +53,7 @@ def packed(work: Path, lock: Lock, target: Path) -> Path:
     fetched = fetch(lock.files)
     tree = stage_environment(lock, python, list(fetched.paths), load_target(target),
                              work / f"{lock.name}-stage")
-    write_bundle(tree.root, out, name=lock.name, version=lock.env_version,
+    write_bundle(tree.path, out, name=lock.name, version=lock.env_version,
                  python=python.version, installed_bytes=tree.total_bytes, level=1)
     return out
 

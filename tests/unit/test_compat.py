@@ -7,7 +7,8 @@ from importlib import resources
 
 import pytest
 
-from gapship.compat import CompatDataError, _Reader, _torch, archs_cover, driver_text, load
+from gapship.compat import CompatDataError, _Reader, _torch, archs_cover, load
+from gapship.versions import driver_text
 
 
 def test_every_file_loads_and_every_row_names_a_listed_source() -> None:
@@ -53,3 +54,12 @@ def test_malformed_rows_are_refused_naming_file_and_row(change: object, fragment
     with pytest.raises(CompatDataError) as info:
         _torch(_Reader("torch.json", json.dumps(doc)))
     assert "compat data torch.json" in info.value.message and fragment in info.value.message
+
+
+def test_the_os_and_manylinux_tables() -> None:
+    data = load()
+    assert data.glibc_of_os("ubuntu", "20.04").glibc == (2, 31)  # type: ignore[union-attr]
+    assert data.glibc_of_os("debian", "11.3").glibc == (2, 31)  # type: ignore[union-attr]
+    assert data.glibc_of_os("centos", "5") is None
+    assert {(m.tag, m.glibc) for m in data.legacy_manylinux} == {
+        ("manylinux1", (2, 5)), ("manylinux2010", (2, 12)), ("manylinux2014", (2, 17))}

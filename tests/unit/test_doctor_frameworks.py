@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sys
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
+from gapship import doctor
+from gapship.compat import FRAMEWORKS_FILE, load
 from gapship.node import frameworks
 from gapship.node.base import FAIL, PASS, SKIP
 
@@ -12,9 +16,30 @@ DISTS = [{"name": "torch"}, {"name": "jaxlib"}, {"name": "jax"}, {"name": "numpy
          {"name": "tensorflow_cpu"}]
 
 
+def compat_table() -> dict[str, str]:
+    """The doctor's view of the builder's framework table, read from the compat data."""
+    path = resources.files("gapship.compat").joinpath("data").joinpath(FRAMEWORKS_FILE)
+    with resources.as_file(path) as file:
+        return frameworks.framework_of_distribution(str(file))  # type: ignore[no-any-return]
+
+
 def test_shipped_frameworks() -> None:
-    assert frameworks.shipped_frameworks(DISTS) == ["jax", "tensorflow", "torch"]
-    assert frameworks.shipped_frameworks([{"name": "numpy"}]) == []
+    table = compat_table()
+    assert frameworks.shipped_frameworks(DISTS, table) == ["jax", "tensorflow", "torch"]
+    assert frameworks.shipped_frameworks([{"name": "numpy"}], table) == []
+
+
+def test_the_doctor_ships_the_compat_framework_table(tmp_path: Path) -> None:
+    """One list: what env.toml may name, what the plan versions and what the doctor checks."""
+    doctor.install_target_files(tmp_path)
+    shipped = frameworks.framework_of_distribution(
+        str(tmp_path / "gapship" / "node" / frameworks.TABLE_FILE))
+    assert shipped == compat_table()
+    assert shipped["tensorflow-cpu"] == "tensorflow" and shipped["jaxlib"] == "jax"
+    compat = load()
+    assert {f.family for f in compat.frameworks} == set(shipped.values())
+    for fw in compat.frameworks:
+        assert compat.framework_named(fw.family) is fw
 
 
 def test_without_a_gpu_one_line() -> None:

@@ -91,10 +91,10 @@ def test_auto_picks_the_first_source_that_fits_and_says_why(
     choice = providers.choose_python(PythonSpec(), recorded(name))
     assert choice.source == source
     if source == "host":
-        assert choice.python is HOST and "glibc needs are within" in choice.reason
+        assert choice.interpreter is HOST and "glibc needs are within" in choice.reason
     else:
-        assert isinstance(choice.python, TargetPython)
-        assert str(choice.python.executable) == python
+        assert isinstance(choice.interpreter, TargetPython)
+        assert str(choice.interpreter.executable) == python
         # the reason names what was passed over, and why
         assert "not host: Python 3.11.7 needs GLIBC_2.36; the target has" in choice.reason
         assert "not standalone: uv python install 3.11 failed" in choice.reason
@@ -139,7 +139,7 @@ def test_an_explicit_source_that_cannot_serve_says_so(builder: dict[str, Any]) -
     assert err.value.message == ("--python target: the probe found no Python 3.12 on the target "
                                  "(it has 3.9.2 (/usr/bin/python3), 3.9.2 (/usr/bin/python3.9)).")
     # an explicit host is taken as asked; the staged tree's glibc check refuses it later
-    assert providers.choose_python(PythonSpec(source="host"), recorded("cpu-noavx2")).python \
+    assert providers.choose_python(PythonSpec(source="host"), recorded("cpu-noavx2")).interpreter \
         is HOST
 
 
@@ -162,6 +162,8 @@ def test_twin_releases_map_probe_os_to_codename_and_mirror(monkeypatch: pytest.M
     assert found[("debian", "13")].codename == "trixie"
     focal = twin.release_for(target("ubuntu", "20.04", "2.31"))
     assert focal is not None and (focal.codename, focal.python) == ("focal", "3.8")
+    # the glibc of each release is the compat data's OS table, not a copy of it
+    assert (focal.glibc, found[("ubuntu", "19.10")].glibc) == ("2.31", "2.30")
     monkeypatch.setenv("GAPSHIP_UBUNTU_MIRROR", "http://mirror.example/ubuntu")
     assert focal.mirror == "http://mirror.example/ubuntu"
     eoan = found[("ubuntu", "19.10")]
@@ -259,7 +261,8 @@ def test_a_path_source_is_kept_by_name_for_the_lock() -> None:
     choice = providers.choose_python(PythonSpec(source=str(host.prefix)),
                                      target("debian", "13", "2.41"))
     assert choice.source == str(host.prefix) and choice.reason == f"the Python at {host.prefix}"
-    assert isinstance(choice.python, PythonInstall) and choice.python.version == host.version
+    assert isinstance(choice.interpreter, PythonInstall)
+    assert choice.interpreter.version == host.version
 
 
 def test_interpreter_needs_cover_the_closure_of_the_host_python() -> None:

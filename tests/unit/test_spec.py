@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from gapship.compat import load as load_compat
 from gapship.errors import SpecError
 from gapship.spec import DEFAULT_SPEC_TOML, parse_spec
 from tests.conftest import gapship
@@ -74,3 +75,17 @@ def test_invalid_gpu_intent_names_the_key(text: str, fragment: str) -> None:
     with pytest.raises(SpecError) as info:
         parse_spec('name = "x"\n' + text)
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["torch", "tensorflow", "tensorflow-gpu", "tensorflow-cpu",
+                                  "jax"])
+def test_every_framework_name_of_the_compat_data_is_accepted(name: str) -> None:
+    spec = parse_spec(f'name = "t"\nframework = "{name}"')
+    framework = load_compat().framework_named(name)
+    assert framework is not None and spec.framework_family == framework.family
+
+
+def test_an_unknown_framework_names_the_known_families() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec('name = "t"\nframework = "mxnet"')
+    assert "give torch, tensorflow, jax or none" in info.value.message

@@ -48,6 +48,8 @@ def test_manylinux_tags_for_a_glibc() -> None:
     tags = manylinux_tags((2, 17), "x86_64")
     assert tags[:2] == ["manylinux_2_17_x86_64", "manylinux2014_x86_64"]
     assert "manylinux1_x86_64" in tags and "manylinux_2_28_x86_64" not in tags
+    assert tags[-2:] == ["manylinux_2_5_x86_64", "manylinux1_x86_64"]  # the oldest there is
+    assert "manylinux2010_x86_64" in manylinux_tags((2, 12), "x86_64")
 
 
 @pytest.mark.parametrize(("glibc", "expected"), [

@@ -90,10 +90,10 @@ class _GzipStream:
         self.out.write(self.compressor.flush())
 
 
-def _members(root: Path) -> list[Path]:
+def _members(tree: Path) -> list[Path]:
     """Every path in the tree, directories before their contents, the manifest last."""
-    paths = sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix())
-    manifest = root / layout.MANIFEST
+    paths = sorted(tree.rglob("*"), key=lambda p: p.relative_to(tree).as_posix())
+    manifest = tree / layout.MANIFEST
     return [p for p in paths if p != manifest] + [manifest]
 
 
@@ -103,12 +103,12 @@ def _normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def write_bundle(root: Path, out: Path, *, name: str, version: str, python: str,
+def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
                  installed_bytes: int, level: int = 6) -> BundleInfo:
-    """Write ``out`` atomically from the tree at ``root``."""
-    if not (root / layout.MANIFEST).is_file():
-        raise BundleError(f"{root} has no {layout.MANIFEST}; stage the tree first.")
-    members = _members(root)
+    """Write ``out`` atomically from the staged environment ``tree``."""
+    if not (tree / layout.MANIFEST).is_file():
+        raise BundleError(f"{tree} has no {layout.MANIFEST}; stage the tree first.")
+    members = _members(tree)
 
     def header_for(header_bytes: int, payload_bytes: int, sha256: str) -> bytes:
         return render_header(name=name, version=version, python=python,
@@ -128,7 +128,7 @@ def write_bundle(root: Path, out: Path, *, name: str, version: str, python: str,
             with ui.byte_progress(f"packing {out.name}", installed_bytes) as bar, \
                     tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
                 for path in members:
-                    info = _normalize(tar.gettarinfo(str(path), path.relative_to(root).as_posix()))
+                    info = _normalize(tar.gettarinfo(str(path), path.relative_to(tree).as_posix()))
                     if info.isreg():
                         with path.open("rb") as src:
                             tar.addfile(info, src)

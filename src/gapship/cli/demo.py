@@ -11,7 +11,7 @@ from typing import Any
 from gapship import ui
 from gapship.cli.pack import print_report, report
 from gapship.cli.try_ import print_result
-from gapship.pack import pack
+from gapship.pack import pack_spec
 from gapship.probe import parse_target, run_probe
 from gapship.replica import try_bundle
 from gapship.spec import DEFAULT_SPEC_TOML, parse_spec
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     data = run_probe()
     (args.dir / "target.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     target = parse_target(data, "local probe")
-    result = pack(spec, target, args.dir / f"{spec.name}.run")
+    result = pack_spec(spec, target, args.dir / f"{spec.name}.run")
     tried = try_bundle(result.bundle.path, "host")
     if args.json:
         out = report(result)

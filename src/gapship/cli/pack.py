@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from rich.table import Table
 
 from gapship import ui
 from gapship.cli.python_options import add_python_arguments, python_spec
-from gapship.pack import PackResult, pack
+from gapship.pack import PackResult, pack_lock, pack_spec
 from gapship.plan import Lock
 from gapship.probe import resolve_target
 from gapship.spec import PythonSpec, Spec, load_spec
@@ -82,11 +83,18 @@ def load_spec_or_lock(path: Path) -> Spec | Lock:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = load_spec_or_lock(args.spec)
+    spec_or_lock = load_spec_or_lock(args.spec)
     target = resolve_target(args.target)
-    out = args.output or Path(f"{spec.name}.run")
-    base = spec.python_spec if isinstance(spec, Spec) else PythonSpec()
-    result = pack(spec, target, out, level=args.level, python_spec=python_spec(args, base))
+    out = args.output or Path(f"{spec_or_lock.name}.run")
+    if isinstance(spec_or_lock, Lock):
+        result = pack_lock(spec_or_lock, target, out, level=args.level,
+                           python_spec=python_spec(args, PythonSpec()))
+    else:
+        spec = spec_or_lock
+        chosen = python_spec(args, spec.python_spec)
+        if chosen is not None:
+            spec = replace(spec, python_spec=chosen)
+        result = pack_spec(spec, target, out, level=args.level)
     data = report(result)
     if args.json:
         sys.stdout.write(json.dumps(data, indent=1) + "\n")

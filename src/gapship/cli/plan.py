@@ -14,7 +14,7 @@ from rich.table import Table
 from gapship import ui
 from gapship.cli.python_options import add_python_arguments, python_spec
 from gapship.files import write_text
-from gapship.pack import plan_spec
+from gapship.pack import plan_spec, provide
 from gapship.plan import Lock
 from gapship.probe import resolve_target
 from gapship.spec import load_spec
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if chosen is not None:
         spec = replace(spec, python_spec=chosen)
     target = resolve_target(args.target)
-    lock, _ = plan_spec(spec, target)
+    lock = plan_spec(spec, target, provide(spec, target))
     if args.output:
         write_text(args.output, lock.to_json())
     data = report(lock)

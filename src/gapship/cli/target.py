@@ -13,8 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from gapship import ui
-from gapship.compat import driver_text
 from gapship.probe import FoundFile, Gpu, TargetInfo, load_target
+from gapship.versions import driver_text
 
 
 def register(sub: Any) -> None:

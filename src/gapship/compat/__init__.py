@@ -15,11 +15,15 @@ from importlib import resources
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from gapship import versions
 from gapship.errors import GapshipError
 
 SCHEMA_VERSION = 1
+# the framework table; also shipped verbatim for the doctor (gapship.doctor)
+FRAMEWORKS_FILE = "frameworks.json"
 _ARCH = re.compile(r"^sm_(\d+)$")
 
 
@@ -27,16 +31,6 @@ class CompatDataError(GapshipError):
     """A compat data file is malformed: a bug in gapship's package, never the user's input."""
 
     exit_code = 3
-
-
-def vtuple(text: str) -> tuple[int, ...]:
-    """"12.8" -> (12, 8); "525.60.13" -> (525, 60, 13)."""
-    return tuple(int(p) for p in text.split("."))
-
-
-def driver_text(version: tuple[int, ...]) -> str:
-    """(450, 80, 2) -> "450.80.02": NVIDIA writes the parts after the branch with two digits."""
-    return ".".join([str(version[0]), *(f"{p:02d}" for p in version[1:])])
 
 
 def cc_of_arch(arch: str) -> tuple[int, int]:
@@ -167,9 +161,27 @@ class OsGlibc:
 
 
 @dataclass(frozen=True)
+class LegacyManylinux:
+    """A manylinux tag older than the PEP 600 names (manylinux2014), and the glibc it means."""
+
+    tag: str
+    glibc: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class GpuModel:
     match: str
     compute_capability: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Framework:
+    """A framework family: the names env.toml may give for it (``requirements``, the family
+    first) and the distributions whose presence means an environment ships it."""
+
+    family: str
+    requirements: tuple[str, ...]
+    installed_as: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -186,28 +198,35 @@ class CompatData:
     arch_ceilings: tuple[ArchCeiling, ...]
     cpu_needs: tuple[CpuNeed, ...]
     os_glibc: tuple[OsGlibc, ...]
+    legacy_manylinux: tuple[LegacyManylinux, ...]
     gpu_models: tuple[GpuModel, ...]
     torch_index: str
     sources: dict[str, str]
+    frameworks: tuple[Framework, ...]
+
+    def framework_named(self, name: str) -> Framework | None:
+        """The framework a requirement name means (torch, tensorflow-gpu, ...), or None."""
+        key = canonicalize_name(name)
+        return next((f for f in self.frameworks if key in f.requirements), None)
 
     def toolkit(self, cuda: str) -> CudaToolkit | None:
         """The row of this CUDA version (major.minor), or None when the data lacks it."""
-        key = vtuple(cuda)[:2]
-        return next((t for t in self.toolkits if vtuple(t.cuda)[:2] == key), None)
+        key = versions.release(cuda)[:2]
+        return next((t for t in self.toolkits if versions.release(t.cuda)[:2] == key), None)
 
     def max_cuda_for_driver(self, driver: tuple[int, ...]) -> CudaToolkit | None:
         """The newest toolkit whose programs this driver runs (minor compatibility included)."""
         usable = [t for t in self.toolkits if t.min_driver <= driver]
-        return max(usable, key=lambda t: vtuple(t.cuda)) if usable else None
+        return max(usable, key=lambda t: versions.release(t.cuda)) if usable else None
 
     def min_sass(self, cuda: str) -> tuple[int, int]:
         """The oldest GPU architecture this CUDA toolkit still builds for."""
-        floors = [f for f in self.arch_floors if f.from_cuda <= vtuple(cuda)]
+        floors = [f for f in self.arch_floors if f.from_cuda <= versions.release(cuda)]
         return cc_of_arch(max(floors, key=lambda f: f.from_cuda).min_sass) if floors else (2, 0)
 
     def max_sass(self, cuda: str) -> tuple[int, int] | None:
         """The newest GPU architecture this CUDA toolkit builds SASS for (None: unknown)."""
-        rows = [c for c in self.arch_ceilings if c.from_cuda <= vtuple(cuda)]
+        rows = [c for c in self.arch_ceilings if c.from_cuda <= versions.release(cuda)]
         return cc_of_arch(max(rows, key=lambda c: c.from_cuda).max_sass) if rows else None
 
     def gpu_model_cc(self, name: str) -> tuple[int, int] | None:
@@ -219,19 +238,17 @@ class CompatData:
         return None
 
     def glibc_of_os(self, os_id: str | None, version: str | None) -> OsGlibc | None:
+        """The glibc of an OS release ("debian", "11" or "11.3"); None when the table lacks it."""
         if not os_id or not version:
             return None
-        for row in self.os_glibc:
-            if row.os == os_id and (version == row.version
-                                    or version.startswith(row.version + ".")):
-                return row
-        return None
+        return next((row for row in self.os_glibc
+                     if row.os == os_id and versions.matches(version, row.version)), None)
 
     def cpu_needs_of(self, packages: list[tuple[str, str]]) -> list[CpuNeed]:
         """The CPU needs that apply to these (distribution, version) pairs."""
         out = []
         for name, version in packages:
-            key = re.sub(r"[-_.]+", "-", name).lower()
+            key = canonicalize_name(name)
             for need in self.cpu_needs:
                 try:
                     applies = Version(version) in need.versions
@@ -275,7 +292,7 @@ class _Reader:
     def version(self, text: Any, where: str) -> tuple[int, ...]:
         try:
             Version(str(text))
-            return vtuple(str(text))
+            return versions.release(str(text))
         except (InvalidVersion, ValueError):
             self.fail(where, f"{text!r} is not a version")
             raise AssertionError from None  # unreachable: fail raises
@@ -322,7 +339,7 @@ def _torch(r: _Reader) -> tuple[TorchRelease, ...]:
                                 glibc=r.version(row["glibc"], where), variants=tuple(variants),
                                 fact=fact))
     r.unique([t.version for t in out], "releases")
-    return tuple(sorted(out, key=lambda t: vtuple(t.version), reverse=True))
+    return tuple(sorted(out, key=lambda t: versions.release(t.version), reverse=True))
 
 
 def _tensorflow(r: _Reader) -> tuple[TfRelease, ...]:
@@ -336,7 +353,7 @@ def _tensorflow(r: _Reader) -> tuple[TfRelease, ...]:
                              cuda=row["cuda"], cudnn=row["cudnn"], gpu_package=row["gpu_package"],
                              and_cuda=row.get("and_cuda"), fact=r.fact(row, where)))
     r.unique([t.version for t in out], "releases")
-    return tuple(sorted(out, key=lambda t: vtuple(t.version), reverse=True))
+    return tuple(sorted(out, key=lambda t: versions.release(t.version), reverse=True))
 
 
 def _jax(r: _Reader) -> tuple[tuple[JaxRelease, ...], dict[str, JaxExtra]]:
@@ -359,7 +376,7 @@ def _jax(r: _Reader) -> tuple[tuple[JaxRelease, ...], dict[str, JaxExtra]]:
                                    extras=tuple(row["extras"]), cudnn_min=row["cudnn_min"],
                                    fact=r.fact(row, where)))
     r.unique([j.version for j in releases], "releases")
-    return tuple(sorted(releases, key=lambda j: vtuple(j.version), reverse=True)), extras
+    return tuple(sorted(releases, key=lambda j: versions.release(j.version), reverse=True)), extras
 
 
 def _cuda(r: _Reader
@@ -403,25 +420,56 @@ def _cpu(r: _Reader) -> tuple[CpuNeed, ...]:
     return tuple(out)
 
 
+def _os_glibc(r: _Reader) -> tuple[OsGlibc, ...]:
+    out = []
+    for row in r.doc["os_glibc"]:
+        where = f"os {row.get('os')} {row.get('version')}"
+        if "source" in row and row["source"] not in r.sources:
+            r.fail(where, f"source {row['source']!r} is not listed under `sources`")
+        out.append(OsGlibc(os=row["os"], version=row["version"],
+                           glibc=r.version(row["glibc"], where), verified=bool(row["verified"])))
+    r.unique([f"{o.os} {o.version}" for o in out], "os_glibc")
+    return tuple(out)
+
+
+def _frameworks(r: _Reader) -> tuple[Framework, ...]:
+    r.fact(r.doc, "the file", default=True)
+    out = []
+    for row in r.doc["frameworks"]:
+        where = f"framework {row.get('family')}"
+        names = [*row["requirements"], *row["installed_as"]]
+        if any(not isinstance(n, str) or n != canonicalize_name(n) for n in names):
+            r.fail(where, "names must be PyPI names in lower case with '-'")
+        if row["requirements"][:1] != [row["family"]]:
+            r.fail(where, "the first of `requirements` must be the family")
+        out.append(Framework(family=row["family"], requirements=tuple(row["requirements"]),
+                             installed_as=tuple(row["installed_as"])))
+    r.unique([n for f in out for n in f.requirements], "requirements")
+    r.unique([n for f in out for n in f.installed_as], "installed_as")
+    return tuple(out)
+
+
 @functools.cache
 def load() -> CompatData:
     """Load and check every data file (once per process)."""
     torch_r, tf_r, jax_r = _Reader("torch.json"), _Reader("tensorflow.json"), _Reader("jax.json")
     cuda_r, cpu_r, plat_r, gpu_r = (_Reader("cuda.json"), _Reader("cpu.json"),
                                     _Reader("platforms.json"), _Reader("gpus.json"))
+    frameworks_r = _Reader(FRAMEWORKS_FILE)
     jax, jax_extras = _jax(jax_r)
     toolkits, floors, ceilings = _cuda(cuda_r)
     tf_archs = tf_r.doc["archs"]
-    os_glibc = tuple(OsGlibc(os=row["os"], version=row["version"],
-                             glibc=plat_r.version(row["glibc"], f"os {row['os']} {row['version']}"),
-                             verified=bool(row["verified"])) for row in plat_r.doc["os_glibc"])
+    os_glibc = _os_glibc(plat_r)
+    legacy_manylinux = tuple(
+        LegacyManylinux(tag=row["tag"], glibc=plat_r.version(row["glibc"], row["tag"]))
+        for row in plat_r.doc["manylinux"])
     gpu_r.fact(gpu_r.doc, "the file")
     gpu_models = []
     for row in gpu_r.doc["gpus"]:
         cc = gpu_r.version(row["compute_capability"], f"gpu {row.get('match')}")
         gpu_models.append(GpuModel(match=row["match"], compute_capability=(cc[0], cc[1])))
     sources = {}
-    for reader in (torch_r, tf_r, jax_r, cuda_r, cpu_r, plat_r, gpu_r):
+    for reader in (torch_r, tf_r, jax_r, cuda_r, cpu_r, plat_r, gpu_r, frameworks_r):
         sources.update(reader.sources)
     return CompatData(
         torch=_torch(torch_r), tensorflow=_tensorflow(tf_r),
@@ -429,5 +477,7 @@ def load() -> CompatData:
         tf_glibc=tf_r.version(tf_r.doc["glibc"]["value"], "glibc"),
         jax=jax, jax_extras=jax_extras, toolkits=toolkits, arch_floors=floors,
         arch_ceilings=ceilings,
-        cpu_needs=_cpu(cpu_r), os_glibc=os_glibc, gpu_models=tuple(gpu_models),
-        torch_index=torch_r.doc["index_url"], sources=sources)
+        cpu_needs=_cpu(cpu_r), os_glibc=os_glibc, legacy_manylinux=legacy_manylinux,
+        gpu_models=tuple(gpu_models),
+        torch_index=torch_r.doc["index_url"], sources=sources,
+        frameworks=_frameworks(frameworks_r))

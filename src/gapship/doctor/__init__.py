@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gapship.compat import FRAMEWORKS_FILE
 from gapship.node import layout
+from gapship.node.frameworks import TABLE_FILE
 from gapship.shipped import install_shipped
 
 # the files of gapship.node, installed in PREFIX/gapship/node/ (layout.NODE)
@@ -25,3 +27,6 @@ def install_target_files(root: Path) -> None:
     install_shipped(__package__, TARGET_FILES, root)
     install_shipped("gapship.node",
                     {name: (f"{layout.NODE}/{name}", 0o644) for name in NODE_FILES}, root)
+    # the doctor's framework list is the compat data's, not a copy of it
+    install_shipped("gapship.compat", {f"data/{FRAMEWORKS_FILE}": (f"{layout.NODE}/{TABLE_FILE}",
+                                                                   0o644)}, root)

@@ -9,20 +9,30 @@ from .catalogue import explain
 from .fwprobe import MARK
 
 GROUP = "frameworks"
-PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fwprobe.py")
-# distribution name -> framework
-DISTRIBUTIONS = {"torch": "torch", "tensorflow": "tensorflow", "tensorflow-cpu": "tensorflow",
-                 "tensorflow-gpu": "tensorflow", "tf-nightly": "tensorflow",
-                 "tensorflow-intel": "tensorflow", "jaxlib": "jax"}
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROBE = os.path.join(HERE, "fwprobe.py")
+# The builder's framework table (gapship/compat/data), shipped beside this file at pack time.
+TABLE_FILE = "frameworks.json"
+TABLE = os.path.join(HERE, TABLE_FILE)
 
 
-def shipped_frameworks(distributions):
-    """The frameworks among the environment's distributions, sorted."""
+def framework_of_distribution(path=TABLE):
+    """Distribution name -> framework family, from the framework table at ``path``."""
+    with open(path, encoding="utf-8") as fh:
+        table = json.load(fh)
+    return {dist: row["family"] for row in table["frameworks"] for dist in row["installed_as"]}
+
+
+def shipped_frameworks(distributions, families=None):
+    """The frameworks among the environment's distributions, sorted. ``families`` maps a
+    distribution to its framework (default: the shipped table)."""
+    if families is None:
+        families = framework_of_distribution()
     found = set()
     for dist in distributions:
         name = str(dist.get("name", "")).lower().replace("_", "-")
-        if name in DISTRIBUTIONS:
-            found.add(DISTRIBUTIONS[name])
+        if name in families:
+            found.add(families[name])
     return sorted(found)
 
 

@@ -21,12 +21,13 @@ from packaging import tags
 from packaging.specifiers import Specifier
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from gapship.compat import CompatData, driver_text, vtuple
+from gapship import versions
+from gapship.compat import CompatData
 from gapship.compat import load as load_compat
 from gapship.errors import ResolveError
 from gapship.node import layout
+from gapship.plan.gpu import GpuChoice, node_driver
 from gapship.plan.gpu import decide as gpu_decide
-from gapship.plan.gpu import node_driver
 from gapship.plan.types import Decision, GpuPlan, Lock, LockedFile
 from gapship.probe import TargetInfo
 from gapship.spec import Spec
@@ -39,26 +40,24 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-# manylinux tags older than the PEP 600 names, and the glibc each one means.
-_LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
-
-
 def manylinux_tags(glibc: tuple[int, ...], arch: str) -> list[str]:
-    """Every manylinux platform tag a target with this glibc accepts, best first."""
-    major, minor = glibc[0], glibc[1]
-    if major != 2:
+    """Every manylinux platform tag a target with this glibc accepts, best first (down to
+    manylinux1, the oldest tag there is)."""
+    if glibc[0] != 2:
         return []
+    legacy = {row.glibc: row.tag for row in load_compat().legacy_manylinux}
+    oldest = min(legacy)
     out: list[str] = []
-    for n in range(minor, 4, -1):
+    for n in range(glibc[1], oldest[1] - 1, -1):
         out.append(f"manylinux_2_{n}_{arch}")
-        if n in _LEGACY_MANYLINUX:
-            out.append(f"{_LEGACY_MANYLINUX[n]}_{arch}")
+        if (2, n) in legacy:
+            out.append(f"{legacy[(2, n)]}_{arch}")
     return out
 
 
 def target_tags(python_version: str, glibc: tuple[int, ...], arch: str) -> list[tags.Tag]:
     """The wheel tags a CPython of ``python_version`` on this target accepts, best first."""
-    py = tuple(int(p) for p in python_version.split(".")[:2])
+    py = versions.release(versions.minor(python_version))
     platforms = manylinux_tags(glibc, arch)
     abi = f"cp{py[0]}{py[1]}" + ("m" if py < (3, 8) else "")  # pymalloc ABI until 3.8
     return [*tags.cpython_tags(py, [abi, "abi3", "none"], platforms),
@@ -238,7 +237,7 @@ def _cuda_of_files(files: tuple[LockedFile, ...]) -> tuple[str | None, str | Non
     for f in files:
         name = canonicalize_name(f.name)
         if re.match(r"^nvidia-cuda-runtime(-cu\d+)?$", name):
-            cuda = ".".join(f.version.split(".")[:2])
+            cuda = versions.minor(f.version)
         elif re.match(r"^nvidia-cudnn(-cu\d+)?$", name):
             cudnn = f.version
     return cuda, cudnn
@@ -256,64 +255,105 @@ def _excluded(files: tuple[LockedFile, ...], patterns: tuple[str, ...]
     return tuple(keep), dropped
 
 
+# How many framework builds the plan tries when the index serves another CUDA than expected.
+_ATTEMPTS = 3
+
+
 def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str,
          extra_requirements: tuple[str, ...] = (),
          local_toolkit: tuple[str, str | None] | None = None) -> Lock:
-    """Decide (Python, platform, GPU stack, CPU limits) and resolve the exact files.
+    """Decide (GPU stack, CPU limits), resolve the exact files, confirm the GPU stack against
+    the wheels that resolved, and lock.
 
-    ``local_toolkit`` is the (CUDA, cuDNN) version of env.toml's cuda.path, when given.
+    A build whose wheels carry another CUDA than the compat data says is rejected and the
+    next one decided, a few times at most. ``local_toolkit`` is the (CUDA, cuDNN) version
+    of env.toml's cuda.path, when given.
     """
     compat = load_compat()
-    decisions: list[Decision] = [
-        Decision("python", python_version,
-                 f"from the {python_source} interpreter"
-                 + (f" (env.toml asks for {spec.python})" if spec.python else ""),
-                 "env.toml" if spec.python else python_source)]
-    warnings: list[str] = []
     constraints, cpu_decisions = cpu_constraints(target, compat)
-    rejected: list[str] = []
-    gpu: GpuPlan | None = None
-    for _attempt in range(3):
+    rejected: list[Decision] = []
+    for _ in range(_ATTEMPTS):
         choice = (gpu_decide(spec, target, python_version, compat, local_toolkit,
-                             tuple(rejected)) if spec.framework_family else None)
-        gpu = choice.gpu if choice else None
-        wanted = [*(choice.requirements if choice else ()), *spec.packages]
-        wanted += [r for r in extra_requirements if r not in wanted]
-        index_urls = [*spec.indexes, *(i for i in (choice.indexes if choice else ())
-                                       if i not in spec.indexes)]
-        if spec.cuda.nvcc and spec.cuda.path is None and gpu is not None and gpu.cuda:
-            major, minor = gpu.cuda.split(".")[:2]
-            nvcc = f"nvidia-cuda-nvcc-cu{major}" if int(major) < 13 else "nvidia-cuda-nvcc"
-            wanted.append(f"{nvcc}=={major}.{minor}.*")
-            if int(major) < 13 and _attempt == 0:
-                # checked in nvidia-cuda-nvcc-cu12 12.4 to 12.9: ptxas, nvvm and crt/ only
-                warnings.append(f"{nvcc} carries ptxas but not nvcc itself: $CUDA_HOME/bin "
-                                "will have ptxas only; for `nvcc -V` use CUDA 13 wheels "
-                                "(cuda = \"13.0\") or a local toolkit (cuda = { path = ... })")
-        resolution = resolve(tuple(wanted), python_version, target, tuple(index_urls),
-                             tuple(constraints))
+                             tuple(d.what for d in rejected))
+                  if spec.framework_family else None)
+        requirements, indexes = _requests(spec, choice, extra_requirements)
+        resolution = resolve(requirements, python_version, target, indexes, tuple(constraints))
         files, dropped = _excluded(resolution.files, spec.exclude)
         try:
-            gpu, more = _gpu_from_wheels(gpu, files, python_version, spec, compat, target)
-            break
+            gpu, confirmed = _gpu_from_wheels(choice.gpu if choice else None, files,
+                                              python_version, spec, compat, target)
         except ResolveError as exc:
             if choice is None or choice.candidate is None:
                 raise
             # The index serves another CUDA than the compat data says: that build is out.
-            rejected.append(choice.candidate)
-            decisions.append(Decision(choice.candidate, "not shipped", exc.message,
-                                      "resolution"))
-    else:
-        raise ResolveError(f"no build of {spec.framework} resolves to one that runs here.",
-                           "Pin a framework version and CUDA in env.toml.")
-    if choice:
-        decisions += choice.decisions
-        warnings += choice.warnings
-    decisions += cpu_decisions
-    decisions.insert(1, Decision(
-        "platform", resolution.platform,
-        f"the target has glibc {target.glibc}: wheels up to manylinux_2_"
-        f"{target.glibc_version[1] if target.glibc_version else '?'} fit", "target.json"))
+            rejected.append(Decision(choice.candidate, "not shipped", exc.message,
+                                     "resolution"))
+            continue
+        decisions = [_python_decision(spec, python_version, python_source),
+                     _platform_decision(resolution, target), *rejected,
+                     *(choice.decisions if choice else ()), *cpu_decisions, *confirmed]
+        warnings = [*_nvcc_warnings(spec, choice), *(choice.warnings if choice else ()),
+                    *_resolution_warnings(spec, resolution, dropped, python_version),
+                    *_cpu_warnings(files, target, compat)]
+        return Lock(name=spec.name, env_version=spec.version, python_version=python_version,
+                    python_source=python_source, platform_tag=resolution.platform,
+                    requirements=requirements, files=files, decisions=tuple(decisions),
+                    gpu=gpu, warnings=tuple(warnings), indexes=indexes)
+    raise ResolveError(f"no build of {spec.framework} resolves to one that runs here.",
+                       "Pin a framework version and CUDA in env.toml.")
+
+
+def _requests(spec: Spec, choice: GpuChoice | None, extra: tuple[str, ...]
+              ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What to ask the resolver for: the requirements, and the indexes to ask."""
+    wanted = [*(choice.requirements if choice else ()), *spec.packages]
+    wanted += [r for r in extra if r not in wanted]
+    nvcc = _nvcc_wheel(spec, choice)
+    if nvcc is not None:
+        wanted.append(f"{nvcc[0]}=={nvcc[1]}.*")
+    indexes = [*spec.indexes, *(i for i in (choice.indexes if choice else ())
+                                if i not in spec.indexes)]
+    return tuple(wanted), tuple(indexes)
+
+
+def _nvcc_wheel(spec: Spec, choice: GpuChoice | None) -> tuple[str, str] | None:
+    """NVIDIA's nvcc wheel and the CUDA version (major.minor) it must have, when env.toml
+    asks for nvcc and no local toolkit gives it."""
+    cuda = choice.gpu.cuda if choice else None
+    if not spec.cuda.nvcc or spec.cuda.path is not None or cuda is None:
+        return None
+    major = versions.release(cuda)[0]
+    wheel = f"nvidia-cuda-nvcc-cu{major}" if major < 13 else "nvidia-cuda-nvcc"
+    return wheel, versions.minor(cuda)
+
+
+def _nvcc_warnings(spec: Spec, choice: GpuChoice | None) -> list[str]:
+    nvcc = _nvcc_wheel(spec, choice)
+    if nvcc is None or versions.release(nvcc[1])[0] >= 13:
+        return []
+    # checked in nvidia-cuda-nvcc-cu12 12.4 to 12.9: ptxas, nvvm and crt/ only
+    return [f"{nvcc[0]} carries ptxas but not nvcc itself: $CUDA_HOME/bin will have ptxas "
+            "only; for `nvcc -V` use CUDA 13 wheels (cuda = \"13.0\") or a local toolkit "
+            "(cuda = { path = ... })"]
+
+
+def _python_decision(spec: Spec, python_version: str, python_source: str) -> Decision:
+    return Decision("python", python_version,
+                    f"from the {python_source} interpreter"
+                    + (f" (env.toml asks for {spec.python})" if spec.python else ""),
+                    "env.toml" if spec.python else python_source)
+
+
+def _platform_decision(resolution: Resolution, target: TargetInfo) -> Decision:
+    return Decision("platform", resolution.platform,
+                    f"the target has glibc {target.glibc}: wheels up to manylinux_2_"
+                    f"{target.glibc_version[1] if target.glibc_version else '?'} fit",
+                    "target.json")
+
+
+def _resolution_warnings(spec: Spec, resolution: Resolution, dropped: list[str],
+                         python_version: str) -> list[str]:
+    warnings = []
     if dropped:
         warnings.append(f"left out by env.toml's exclude: {', '.join(dropped)}; "
                         + ("the framework may import them" if spec.framework else
@@ -322,14 +362,7 @@ def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str
         warnings.append(f"no wheel for Python {python_version}: "
                         f"{', '.join(resolution.built_from_source)} will be built from source "
                         "at pack time (pure Python only)")
-    decisions += more
-    warnings += _cpu_warnings(files, target, compat)
-    requirements = wanted
-    indexes = index_urls
-    return Lock(name=spec.name, env_version=spec.version, python_version=python_version,
-                python_source=python_source, platform_tag=resolution.platform,
-                requirements=tuple(requirements), files=files, decisions=tuple(decisions),
-                gpu=gpu, warnings=tuple(warnings), indexes=tuple(indexes))
+    return warnings
 
 
 def _gpu_from_wheels(gpu: GpuPlan | None, files: tuple[LockedFile, ...], python_version: str,
@@ -344,31 +377,33 @@ def _gpu_from_wheels(gpu: GpuPlan | None, files: tuple[LockedFile, ...], python_
         row = compat.toolkit(cuda) if cuda else None
         gpu = GpuPlan(framework=None, framework_version=None, cuda=cuda, cudnn=cudnn,
                       cuda_source="wheels",
-                      min_driver=driver_text(row.min_driver) if row else None,
+                      min_driver=versions.driver_text(row.min_driver) if row else None,
                       nvcc=spec.cuda.nvcc)
         decisions.append(Decision("CUDA", f"{cuda} (PyPI wheels)",
                                   "the NVIDIA runtime wheel in the packages", "resolution"))
-    elif cuda and gpu.cuda and cuda != ".".join(gpu.cuda.split(".")[:2]):
+    elif cuda and gpu.cuda and cuda != versions.minor(gpu.cuda):
         decisions.append(Decision("CUDA", cuda, f"the resolved nvidia-cuda-runtime wheel (the "
                                   f"compat data expected {gpu.cuda})", "resolution"))
         row = compat.toolkit(cuda)
-        gpu = replace(gpu, cuda=cuda, min_driver=driver_text(row.min_driver)
+        gpu = replace(gpu, cuda=cuda, min_driver=versions.driver_text(row.min_driver)
                       if row else gpu.min_driver)
     if cudnn and gpu.cudnn != cudnn:
         gpu = replace(gpu, cudnn=cudnn)
-    framework = next((f for f in files if gpu.framework and canonicalize_name(f.name) in
-                      ("torch", "tensorflow", "tensorflow-gpu", "jax")), None)
+    named = compat.framework_named(gpu.framework) if gpu.framework else None
+    framework = next((f for f in files if named and canonicalize_name(f.name)
+                      in named.requirements), None)
     if framework is not None:
         gpu = replace(gpu, framework_version=framework.version)
-    site = f"lib/python{'.'.join(python_version.split('.')[:2])}/site-packages"
+    site = f"lib/python{versions.minor(python_version)}/site-packages"
     if gpu.framework == "tensorflow" and gpu.cuda_source == "wheels":
         # TensorFlow finds NVIDIA's wheels only through LD_LIBRARY_PATH.
         dirs = sorted({d for f in files if (d := _nvidia_lib_dir(canonicalize_name(f.name),
                                                                   site))})
         gpu = replace(gpu, ld_library_path=tuple(dirs))
     driver = node_driver(spec, target)
-    if driver and gpu.min_driver and driver < vtuple(gpu.min_driver):
+    if driver and gpu.min_driver and driver < versions.release(gpu.min_driver):
         raise ResolveError(f"the resolved wheels carry CUDA {gpu.cuda}, which needs driver >= "
-                           f"{gpu.min_driver}; the target's driver is {driver_text(driver)}.",
+                           f"{gpu.min_driver}; the target's driver is "
+                           f"{versions.driver_text(driver)}.",
                            "Pin an older framework or CUDA (cuda = \"11.8\") in env.toml.")
     return gpu, decisions

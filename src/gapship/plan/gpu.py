@@ -19,17 +19,12 @@ from gapship.compat import (
     arch_of_cc,
     archs_cover,
     cc_of_arch,
-    driver_text,
-    vtuple,
 )
 from gapship.errors import CompatError
 from gapship.plan.types import Decision, GpuPlan
 from gapship.probe import TargetInfo
 from gapship.spec import Spec
-
-
-def _vstr(v: tuple[int, ...]) -> str:
-    return ".".join(map(str, v))
+from gapship.versions import dotted, driver_text, matches, release
 
 
 def node_driver(spec: Spec, target: TargetInfo) -> tuple[int, ...] | None:
@@ -42,7 +37,7 @@ def node_driver(spec: Spec, target: TargetInfo) -> tuple[int, ...] | None:
 def _driver_tuple(text: str | None) -> tuple[int, ...] | None:
     if not text or not re.match(r"^\d+(\.\d+)*$", text):
         return None
-    return vtuple(text)
+    return release(text)
 
 
 @dataclass(frozen=True)
@@ -125,17 +120,17 @@ def node_facts(spec: Spec, target: TargetInfo, compat: CompatData
                             "[\"X.Y\"] } in env.toml")
             continue
         gpus.append((name, guessed))
-        warnings.append(f"the {name}'s compute capability {_vstr(guessed)} comes from gapship's "
+        warnings.append(f"the {name}'s compute capability {dotted(guessed)} comes from gapship's "
                         "GPU table (unverified; this driver's nvidia-smi cannot report it)")
     declared = spec.compute
     driver = node_driver(spec, target)
     if declared.compute_capabilities:
-        gpus = [("declared GPU", (vtuple(c)[0], vtuple(c)[1]))
+        gpus = [("declared GPU", (release(c)[0], release(c)[1]))
                 for c in declared.compute_capabilities]
     if declared.driver or declared.compute_capabilities:
         decisions.append(Decision(
             "compute nodes", f"driver {declared.driver or '?'}, compute capability "
-            + ", ".join(sorted({_vstr(cc) for _, cc in gpus})) or "?",
+            + ", ".join(sorted({dotted(cc) for _, cc in gpus})) or "?",
             "declared in env.toml's compute table", "env.toml"))
     elif driver is None and not gpus:
         warnings.append("the probed machine has no NVIDIA driver or GPU (a login node?): the "
@@ -165,12 +160,12 @@ def candidates(spec: Spec, compat: CompatData) -> list[Candidate]:
     out: list[Candidate] = []
 
     def cuda_ok(cuda: str) -> bool:
-        return pinned_cuda is None or vtuple(cuda)[:len(vtuple(pinned_cuda))] == vtuple(pinned_cuda)
+        return pinned_cuda is None or matches(cuda, pinned_cuda)
 
     if family == "torch":
         for rel in compat.torch:
-            variants = sorted(rel.variants, key=lambda v: (not v.pypi_default, -vtuple(v.cuda)[0],
-                                                           -vtuple(v.cuda)[1]))
+            variants = sorted(rel.variants, key=lambda v: (not v.pypi_default, -release(v.cuda)[0],
+                                                           -release(v.cuda)[1]))
             for v in variants:
                 if not cuda_ok(v.cuda):
                     continue
@@ -201,7 +196,7 @@ def candidates(spec: Spec, compat: CompatData) -> list[Candidate]:
     elif family == "jax":
         user_extras = [e for e in req.extras if e in compat.jax_extras]
         for jax in compat.jax:
-            names = user_extras or sorted(jax.extras, key=lambda e: -vtuple(
+            names = user_extras or sorted(jax.extras, key=lambda e: -release(
                 compat.jax_extras[e].cuda)[0])
             for name in names:
                 if name not in jax.extras:
@@ -211,7 +206,7 @@ def candidates(spec: Spec, compat: CompatData) -> list[Candidate]:
                     continue
                 out.append(Candidate(
                     family="jax", release=jax.version, package="jax", extra=name,
-                    cuda=extra.cuda, cudnn=max(extra.cudnn_min, jax.cudnn_min, key=vtuple),
+                    cuda=extra.cuda, cudnn=max(extra.cudnn_min, jax.cudnn_min, key=release),
                     tag=None, index=None, archs=(), ptx=True,
                     min_cc=extra.min_compute_capability, min_driver=extra.min_driver,
                     python=jax.python, glibc=None, local_toolkit=False,
@@ -238,8 +233,8 @@ def problems(c: Candidate, node: NodeFacts, python_version: str, compat: CompatD
     if python_version not in c.python:
         out.append(f"{c.package} {c.release} supports Python {c.python}, not {python_version}")
     if c.glibc and node.glibc and node.glibc < c.glibc:
-        out.append(f"{c.package} {c.release} needs glibc >= {_vstr(c.glibc)} (manylinux_2_"
-                   f"{c.glibc[1]} wheels); the target has {_vstr(node.glibc)}")
+        out.append(f"{c.package} {c.release} needs glibc >= {dotted(c.glibc)} (manylinux_2_"
+                   f"{c.glibc[1]} wheels); the target has {dotted(node.glibc)}")
     if c.cuda and node.driver:
         row = compat.toolkit(c.cuda)
         need = c.min_driver or (row.min_driver if row else None)
@@ -250,8 +245,8 @@ def problems(c: Candidate, node: NodeFacts, python_version: str, compat: CompatD
                        f">= {driver_text(need)}")
     for name, cc in node.gpus:
         if c.min_cc and cc < c.min_cc:
-            out.append(f"{c.label} needs compute capability >= {_vstr(c.min_cc)}; the {name} is "
-                       f"{_vstr(cc)}")
+            out.append(f"{c.label} needs compute capability >= {dotted(c.min_cc)}; the {name} is "
+                       f"{dotted(cc)}")
         elif c.archs and not archs_cover(c.archs, c.ptx, cc):
             out.append(f"{c.label} carries {', '.join(c.archs)}"
                        f"{' (+PTX)' if c.ptx else ''}; the {name} is {arch_of_cc(cc)}")
@@ -260,11 +255,11 @@ def problems(c: Candidate, node: NodeFacts, python_version: str, compat: CompatD
         out.append(cpu)
     if c.local_toolkit and local is not None:
         cuda, cudnn = local
-        if vtuple(cuda)[:2] != vtuple(c.cuda or "0")[:2]:
+        if release(cuda)[:2] != release(c.cuda or "0")[:2]:
             out.append(f"{c.package} {c.release} needs CUDA {c.cuda}; the local toolkit is "
                        f"CUDA {cuda}")
-        if cudnn and c.cudnn and vtuple(cudnn)[0] != vtuple(c.cudnn)[0]:
-            out.append(f"{c.package} {c.release} needs cuDNN {vtuple(c.cudnn)[0]}; the local "
+        if cudnn and c.cudnn and release(cudnn)[0] != release(c.cudnn)[0]:
+            out.append(f"{c.package} {c.release} needs cuDNN {release(c.cudnn)[0]}; the local "
                        f"cuDNN is {cudnn}")
     return out
 
@@ -302,19 +297,19 @@ def decide(spec: Spec, target: TargetInfo, python_version: str, compat: CompatDa
                           + (f" with CUDA {spec.cuda.version}" if spec.cuda.version
                              not in ("auto", "none") else "") + ".",
                           "Known releases: "
-                          f"{', '.join(sorted({c.release for c in everything}, key=vtuple))}.")
+                          f"{', '.join(sorted({c.release for c in everything}, key=release))}.")
     judged = [(c, problems(c, node, python_version, compat, local)) for c in allowed]
     chosen = next((c for c, p in judged if not p and _available(c, spec.indexes)), None)
     if chosen is None:
         raise CompatError(_refusal(judged, everything, node, python_version, spec, compat),
                           "Change env.toml as suggested and plan again.")
     skipped = next(((c, p) for c, p in judged if c is not chosen and p), None)
-    if skipped and vtuple(skipped[0].release) > vtuple(chosen.release):
+    if skipped and release(skipped[0].release) > release(chosen.release):
         decisions.append(Decision(f"{skipped[0].package} {skipped[0].release}", "not shipped",
                                   "; ".join(skipped[1]),
                                   f"compat data: {skipped[0].fact.source}"))
     better = next((c for c, p in judged if not p and not _available(c, spec.indexes)
-                   and vtuple(c.release) > vtuple(chosen.release)), None)
+                   and release(c.release) > release(chosen.release)), None)
     if better is not None:
         warnings.append(f"{better.label} also runs here and is newer{_pypi_note(better)}")
     if not chosen.fact.verified:

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gapship import versions
 from gapship.errors import SpecError
 from gapship.node import layout
 
@@ -57,7 +58,7 @@ class GpuPlan:
 
     def doctor_json(self) -> dict[str, Any]:
         """The facts the doctor compares the node with (layout.GPU)."""
-        major_minor = [int(p) for p in (self.cuda or "0.0").split(".")[:2]] + [0]
+        major_minor = [*versions.release(versions.minor(self.cuda or "0.0")), 0]
         return {"schema_version": layout.GPU_VERSION, "framework": self.framework,
                 "cuda": self.cuda, "cudnn": self.cudnn, "cuda_source": self.cuda_source,
                 "min_driver": self.min_driver,
@@ -85,7 +86,7 @@ class Lock:
 
     @property
     def python_minor(self) -> str:
-        return ".".join(self.python_version.split(".")[:2])
+        return versions.minor(self.python_version)
 
     @property
     def download_size(self) -> int:

@@ -16,12 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from gapship import ui
+from gapship import ui, versions
 from gapship.errors import GapshipError, StageError
 from gapship.probe import TargetInfo
 from gapship.providers import twin
 from gapship.providers.python import (
     OLDEST_PYTHON,
+    Interpreter,
     PythonInstall,
     TargetPython,
     find_host_python,
@@ -40,20 +41,16 @@ class PythonChoice:
     """The interpreter that ships (or, for ``target``, that the environment is tied to)."""
 
     source: str
-    python: PythonInstall | TargetPython
+    interpreter: Interpreter
     reason: str
 
     @property
     def version(self) -> str:
-        return self.python.version
+        return self.interpreter.version
 
 
 class Unavailable(StageError):
     """One source cannot serve this target; ``message`` says why, in a few words."""
-
-
-def _dotted(version: tuple[int, ...]) -> str:
-    return ".".join(map(str, version))
 
 
 def interpreter_needs(python: PythonInstall) -> glibc.VersionNeeds:
@@ -72,12 +69,12 @@ def glibc_misfit(python: PythonInstall, target: TargetInfo) -> str | None:
     needs = interpreter_needs(python)
     newest = needs.newest_glibc()
     if newest and target.glibc_version and newest > target.glibc_version:
-        return (f"Python {python.version} needs GLIBC_{_dotted(newest)}; the target has "
+        return (f"Python {python.version} needs GLIBC_{versions.dotted(newest)}; the target has "
                 f"{target.glibc}")
     newest_cxx = needs.newest_glibcxx()
     if newest_cxx and target.glibcxx_version and newest_cxx > target.glibcxx_version:
-        return (f"Python {python.version} needs GLIBCXX_{_dotted(newest_cxx)}; the target's "
-                f"libstdc++ has {target.glibcxx}")
+        return (f"Python {python.version} needs GLIBCXX_{versions.dotted(newest_cxx)}; the "
+                f"target's libstdc++ has {target.glibcxx}")
     return None
 
 
@@ -105,10 +102,10 @@ def target_python(target: TargetInfo, minor: str | None) -> TargetPython:
     def preference(path: str) -> tuple[bool, int, str]:
         # python3.9 names one interpreter for good; python3 may change with the OS
         name = PurePosixPath(path).name
-        return (name != f"python{_dotted(newest[:2])}", len(path), path)
+        return (name != f"python{versions.dotted(newest[:2])}", len(path), path)
 
     path = min((p for key, p in found if key == newest), key=preference)
-    return TargetPython(version=_dotted(newest), executable=PurePosixPath(path))
+    return TargetPython(version=versions.dotted(newest), executable=PurePosixPath(path))
 
 
 def _standalone(want: PythonSpec, target: TargetInfo, auto: bool) -> PythonInstall:
@@ -152,8 +149,7 @@ def _host(want: PythonSpec, target: TargetInfo, auto: bool) -> PythonInstall:
     return _fitting(python, target) if auto else python
 
 
-def _provide(source: str, want: PythonSpec, target: TargetInfo, auto: bool
-             ) -> PythonInstall | TargetPython:
+def _provide(source: str, want: PythonSpec, target: TargetInfo, auto: bool) -> Interpreter:
     if source == "host":
         return _host(want, target, auto)
     if source == "standalone":
@@ -177,23 +173,23 @@ def choose_python(want: PythonSpec, target: TargetInfo) -> PythonChoice:
     """Find the interpreter for ``target`` from ``want.source`` (auto: the first that fits)."""
     if want.source != "auto":
         try:
-            python = _provide(want.source, want, target, auto=False)
+            interpreter = _provide(want.source, want, target, auto=False)
         except Unavailable as exc:
             raise StageError(f"--python {want.source}: {exc.message}.",
                              "Choose another source with --python (auto, host, standalone:3.X, "
                              "target, twin, or a path).") from None
         # a path stays the source's name: a lock planned with it finds it again
         reason = _REASONS.get(want.source, f"the Python at {want.source}")
-        return PythonChoice(source=want.source, python=python, reason=reason)
+        return PythonChoice(source=want.source, interpreter=interpreter, reason=reason)
     skipped: list[str] = []
     for source in AUTO_ORDER:
         try:
-            python = _provide(source, want, target, auto=True)
+            interpreter = _provide(source, want, target, auto=True)
         except GapshipError as exc:
             skipped.append(f"{source}: {exc.message.rstrip('.')}")
             continue
         reason = _REASONS[source] + (f" (not {'; not '.join(skipped)})" if skipped else "")
-        return PythonChoice(source=source, python=python, reason=reason)
+        return PythonChoice(source=source, interpreter=interpreter, reason=reason)
     wanted = f"Python {want.version}" if want.version else "a Python"
     raise StageError(
         f"no interpreter source can give {wanted} for {target.describe()}: "

@@ -1,7 +1,7 @@
 """An interpreter on the builder: how it describes itself and where one is found.
 
 The interpreter sources (this package) find one; ``gapship.stage.interpreter`` copies it
-into the staging directory. An interpreter may live inside another root filesystem (a twin
+into the environment tree. An interpreter may live inside another root filesystem (a twin
 of the target's OS): its paths are then read as if that root were ``/``.
 """
 
@@ -15,7 +15,9 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypeAlias
 
+from gapship import versions
 from gapship.errors import StageError
 from gapship.tools import hermetic_env
 
@@ -43,11 +45,6 @@ print(json.dumps({
 """
 
 
-def minor_of(version: str) -> str:
-    """``3.9.2`` -> ``3.9``."""
-    return ".".join(version.split(".")[:2])
-
-
 @dataclass(frozen=True)
 class PythonInstall:
     """An interpreter on the builder, described by itself.
@@ -66,7 +63,7 @@ class PythonInstall:
 
     @property
     def minor(self) -> str:
-        return minor_of(self.version)
+        return versions.minor(self.version)
 
     @property
     def build_prefix(self) -> Path:
@@ -83,7 +80,11 @@ class TargetPython:
 
     @property
     def minor(self) -> str:
-        return minor_of(self.version)
+        return versions.minor(self.version)
+
+
+# What ships as the environment's interpreter: one copied from the builder, or the target's own.
+Interpreter: TypeAlias = "PythonInstall | TargetPython"
 
 
 def query_python(executable: Path, *, runner: Sequence[str] = (), sysroot: Path = Path("/")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from gapship import ui
+from gapship import ui, versions
+from gapship.compat import load as load_compat
 from gapship.errors import ReplicaError, StageError
 from gapship.probe import TargetInfo
 from gapship.providers.python import OLDEST_PYTHON, PythonInstall, first_python, query_python
@@ -36,7 +37,7 @@ class TwinRelease:
     version: str
     codename: str
     python: str
-    glibc: str
+    glibc: str  # from the compat data's OS table
     mirror_kind: str
     packages: tuple[str, ...]
 
@@ -77,12 +78,15 @@ def releases() -> tuple[TwinRelease, ...]:
     out = []
     kinds = {"debian", *_mirrors()}
     for entry in raw:
+        os_glibc = load_compat().glibc_of_os(entry["os"], entry["version"])
         release = TwinRelease(os=entry["os"], version=entry["version"],
                               codename=entry["codename"], python=entry["python"],
-                              glibc=entry["glibc"], mirror_kind=entry["mirror"],
-                              packages=tuple(entry["packages"]))
-        if release.mirror_kind not in kinds or "python3" not in release.packages:
-            raise ValueError(f"twin_releases.json: bad entry for {release.describe()}")
+                              glibc=versions.dotted(os_glibc.glibc) if os_glibc else "",
+                              mirror_kind=entry["mirror"], packages=tuple(entry["packages"]))
+        if (release.mirror_kind not in kinds or "python3" not in release.packages
+                or os_glibc is None):
+            raise ValueError(f"twin_releases.json: bad entry for {release.describe()} (its "
+                             "glibc must be in compat/data/platforms.json)")
         out.append(release)
     return tuple(out)
 
@@ -92,8 +96,7 @@ def release_for(target: TargetInfo) -> TwinRelease | None:
     os_id = (target.os_id or "").lower()
     version = target.os_version or ""
     for release in releases():
-        if release.os == os_id and (version == release.version
-                                    or version.split(".")[0] == release.version):
+        if release.os == os_id and versions.matches(version, release.version):
             return release
     return None
 
@@ -109,7 +112,7 @@ def unavailable(target: TargetInfo, minor: str | None, twin_root: Path | None) -
                 "(--twin-root DIR takes a rootfs of it)")
     if minor is not None and release.python != minor:
         return f"{release.describe()} ships Python {release.python}, not {minor}"
-    if tuple(int(p) for p in release.python.split(".")) < OLDEST_PYTHON:
+    if versions.release(release.python) < OLDEST_PYTHON:
         return (f"{release.describe()} ships Python {release.python}; gapship environments "
                 "need 3.6 or newer")
     return build_blocker(release)

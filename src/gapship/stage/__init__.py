@@ -1,4 +1,5 @@
-"""Lock + interpreter -> a prefix-independent environment tree with its manifest.
+"""Lock + interpreter + fetched files -> a prefix-independent environment tree with its
+manifest.
 
 All relocation work happens here, on the builder: the install on the target is extraction
 plus writing a handful of activation files.
@@ -21,18 +22,19 @@ from gapship.files import write_json
 from gapship.node import layout
 from gapship.plan import Lock, cpu_needs_json
 from gapship.probe import TargetInfo
-from gapship.providers.python import SYSTEM_PREFIXES, PythonInstall, TargetPython
+from gapship.providers.python import SYSTEM_PREFIXES, Interpreter, PythonInstall
 from gapship.stage import cuda, glibc, manifest, relocate
 from gapship.stage.interpreter import stage_interpreter
+from gapship.stage.sdist import build_pure_wheels
 from gapship.tools import hermetic_env
 from gapship.uv import uv_bin, uv_env
 
 
 @dataclass(frozen=True)
 class StagedTree:
-    """A finished environment tree, ready to be bundled."""
+    """A finished environment tree at ``path``, ready to be bundled."""
 
-    root: Path
+    path: Path
     python_minor: str
     site_packages: str
     total_bytes: int
@@ -50,7 +52,7 @@ def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
     return proc.stdout
 
 
-def _install_wheels(lock: Lock, wheels: list[Path], site: Path, root: Path) -> None:
+def _install_wheels(lock: Lock, wheels: list[Path], site: Path, tree: Path) -> None:
     if not wheels:
         return
     cmd = [uv_bin(), "pip", "install", "--target", str(site), "--no-index", "--no-deps",
@@ -62,9 +64,9 @@ def _install_wheels(lock: Lock, wheels: list[Path], site: Path, root: Path) -> N
     scripts = site / "bin"
     moved: dict[str, str] = {}
     if scripts.is_dir():
-        rel_bin = os.path.relpath(root / "bin", site)
+        rel_bin = os.path.relpath(tree / "bin", site)
         for script in sorted(scripts.iterdir()):
-            dest = root / "bin" / script.name
+            dest = tree / "bin" / script.name
             if dest.exists():
                 raise StageError(f"a package's script bin/{script.name} would replace the "
                                  "environment's own; remove that package.")
@@ -92,80 +94,84 @@ def _fix_records(site: Path, moved: dict[str, str]) -> None:
         record.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def builder_needles(python: PythonInstall | TargetPython, work: Path) -> list[bytes]:
+def builder_needles(interpreter: Interpreter, workdir: Path) -> list[bytes]:
     """Paths this pack read from or wrote to, which must not appear in the tree.
 
     The builder's home as such is not one: packages mention ``/root/`` or ``/home/`` in
     docs and tests, and the interpreter's prefix and the cache already cover what lives there.
     """
-    needles = {str(work.resolve()), str(cache_dir().resolve())}
-    prefixes = (python.prefix, python.prefix.resolve()) if isinstance(python, PythonInstall) else ()
+    needles = {str(workdir.resolve()), str(cache_dir().resolve())}
+    prefixes = ((interpreter.prefix, interpreter.prefix.resolve())
+                if isinstance(interpreter, PythonInstall) else ())
     for prefix in prefixes:
         if str(prefix) not in SYSTEM_PREFIXES:
             needles.add(str(prefix))
     return sorted(n.encode() for n in needles)
 
 
-def stage_environment(lock: Lock, python: PythonInstall | TargetPython, wheels: list[Path],
-                      target: TargetInfo, work: Path) -> StagedTree:
-    """Build the environment tree under ``work/tree`` and check it against the target."""
-    root = work / "tree"
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
+def stage_environment(lock: Lock, interpreter: Interpreter, fetched: list[Path],
+                      target: TargetInfo, workdir: Path) -> StagedTree:
+    """Build the environment tree at ``workdir/tree`` from the fetched files (wheels, and
+    source archives built here into pure-Python wheels) and check it against the target."""
+    tree = workdir / "tree"
+    if tree.exists():
+        shutil.rmtree(tree)
+    tree.mkdir(parents=True)
     warnings: list[str] = []
 
-    staged = stage_interpreter(python, root)
+    staged = stage_interpreter(interpreter, tree)
     site = staged.site
-    ui.step(f"installing {len(wheels)} wheels into {site.relative_to(root)}")
-    _install_wheels(lock, wheels, site, root)
+    wheels = build_pure_wheels(fetched)
+    ui.step(f"installing {len(wheels)} wheels into {site.relative_to(tree)}")
+    _install_wheels(lock, wheels, site, tree)
     if lock.gpu is not None:
-        warnings += cuda.stage_gpu(lock.gpu, root, site)
-    for script in sorted((root / "bin").iterdir()):
+        warnings += cuda.stage_gpu(lock.gpu, tree, site)
+    for script in sorted((tree / "bin").iterdir()):
         if script.is_file() and not script.is_symlink():
             relocate.rewrite_script(script)
 
-    activate.install_target_files(root)
-    doctor.install_target_files(root)
+    activate.install_target_files(tree)
+    doctor.install_target_files(tree)
     dists = manifest.distributions(site)
-    (root / layout.NAME).write_text(lock.name + "\n", encoding="utf-8")
-    (root / layout.VERSION).write_text(lock.env_version + "\n", encoding="utf-8")
-    write_json(root / layout.LOCK, json.loads(lock.to_json()))
-    write_json(root / layout.CPU_NEEDS, cpu_needs_json(lock))
-    write_json(root / layout.TARGET, target.to_json())
-    write_json(root / layout.ENVIRONMENT, {
-        "name": lock.name, "version": lock.env_version, "python": python.version,
+    (tree / layout.NAME).write_text(lock.name + "\n", encoding="utf-8")
+    (tree / layout.VERSION).write_text(lock.env_version + "\n", encoding="utf-8")
+    write_json(tree / layout.LOCK, json.loads(lock.to_json()))
+    write_json(tree / layout.CPU_NEEDS, cpu_needs_json(lock))
+    write_json(tree / layout.TARGET, target.to_json())
+    write_json(tree / layout.ENVIRONMENT, {
+        "name": lock.name, "version": lock.env_version, "python": interpreter.version,
         "python_source": lock.python_source, "platform_tag": lock.platform_tag,
-        "site_packages": site.relative_to(root).as_posix(), "distributions": dists,
+        "site_packages": site.relative_to(tree).as_posix(), "distributions": dists,
     })
 
     if staged.compiler is None:
-        ui.step(f"no Python {python.minor} on this builder: bytecode is compiled on first use")
+        ui.step(f"no Python {interpreter.minor} on this builder: bytecode is compiled on "
+                "first use")
     else:
         ui.step("precompiling bytecode")
         # compileall exits 1 when a few files do not compile (test data in py2 syntax): those
         # simply stay uncompiled. Anything else means the interpreter itself failed.
         # -d names the files as they will be on the target (/lib/...); 3.6 has no -s/-p
         proc = subprocess.run([str(staged.compiler), "-I", "-B", "-m", "compileall", "-q",
-                               "-j", "0", "-d", "/lib", str(root / "lib")],
+                               "-j", "0", "-d", "/lib", str(tree / "lib")],
                               capture_output=True, text=True, check=False, env=hermetic_env())
         if proc.returncode not in (0, 1):
             raise StageError(f"precompiling bytecode failed: {proc.stderr.strip()[-300:]}")
 
     ui.step("checking that no builder path is left")
     # target.json is the probe's record of the target itself, not a trace of the builder.
-    relocate.check_no_builder_paths(root, builder_needles(python, work),
+    relocate.check_no_builder_paths(tree, builder_needles(interpreter, workdir),
                                     skip=(layout.TARGET,))
-    escaping = relocate.symlinks_escaping(root)
+    escaping = relocate.symlinks_escaping(tree)
     if escaping:
         raise StageError(f"symlinks point outside the environment: {', '.join(escaping[:10])}.")
 
     ui.step(f"checking glibc needs against the target ({target.describe()})")
-    warnings += glibc.check_target_runs(glibc.collect_needs(root), target)
+    warnings += glibc.check_target_runs(glibc.collect_needs(tree), target)
 
-    data = manifest.build_manifest(root)
-    write_json(root / layout.MANIFEST, data)
-    return StagedTree(root=root, python_minor=python.minor,
-                      site_packages=site.relative_to(root).as_posix(),
+    data = manifest.build_manifest(tree)
+    write_json(tree / layout.MANIFEST, data)
+    return StagedTree(path=tree, python_minor=interpreter.minor,
+                      site_packages=site.relative_to(tree).as_posix(),
                       total_bytes=data["total_bytes"], file_count=len(data["files"]),
                       distributions=tuple(dists), warnings=tuple(warnings))

@@ -20,7 +20,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from gapship import ui
+from gapship import ui, versions
 from gapship.errors import StageError
 from gapship.files import write_json
 from gapship.node import layout
@@ -40,7 +40,7 @@ _NOT_TOOLKIT = frozenset({"__init__.py", "__pycache__"})
 class CudaView:
     """PREFIX/cuda built from the wheels: what it holds and the versions it reports."""
 
-    root: Path
+    path: Path
     cuda: str | None
     cudnn: str | None
     components: tuple[str, ...]
@@ -115,9 +115,9 @@ def _add_dev_links(lib64: Path) -> None:
             os.symlink(name, lib64 / base)
 
 
-def build_cuda_view(root: Path, site_packages: Path, gpu: GpuPlan) -> CudaView:
-    """Build ``root/cuda`` from the NVIDIA wheels installed in ``site_packages``."""
-    view = root / VIEW
+def build_cuda_view(tree: Path, site_packages: Path, gpu: GpuPlan) -> CudaView:
+    """Build ``tree/cuda`` from the NVIDIA wheels installed in ``site_packages``."""
+    view = tree / VIEW
     if os.path.lexists(view):
         raise StageError(f"{view} exists already; a package installed files there.")
     conflicts: list[str] = []
@@ -161,7 +161,7 @@ def build_cuda_view(root: Path, site_packages: Path, gpu: GpuPlan) -> CudaView:
     cudnn = cudnn_header_version([view / "include"]) or cudnn_wheel
     tools = tuple(sorted(p.name for p in (view / "bin").iterdir())) \
         if (view / "bin").is_dir() else ()
-    return CudaView(root=view, cuda=cuda, cudnn=cudnn,
+    return CudaView(path=view, cuda=cuda, cudnn=cudnn,
                     components=tuple(sorted(versions)), tools=tools)
 
 
@@ -203,16 +203,16 @@ def _copy_tree(src: Path, dest: Path) -> int:
     return sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
 
 
-def copy_local_toolkit(cuda_dir: Path, cudnn_dir: Path | None, root: Path, nvcc: bool
+def copy_local_toolkit(cuda_dir: Path, cudnn_dir: Path | None, tree: Path, nvcc: bool
                        ) -> LocalToolkit:
-    """Copy what a runtime needs from a local toolkit (and cuDNN) into ``root/cuda``.
+    """Copy what a runtime needs from a local toolkit (and cuDNN) into ``tree/cuda``.
 
     That is: the shared libraries of lib64 (no static archives, no stubs), include/, the
     version file, and bin/nvcc with what it needs only when ``nvcc``. Returns the versions
     read and the bytes added.
     """
     versions = read_toolkit_versions(cuda_dir, cudnn_dir)
-    view = root / VIEW
+    view = tree / VIEW
     if os.path.lexists(view):
         raise StageError(f"{view} exists already; a package installed files there.")
     view.mkdir(parents=True)
@@ -261,7 +261,7 @@ def _copy_nvcc(cuda_dir: Path, view: Path) -> int:
     return added
 
 
-# ---- into the stage
+# ---- into the tree
 
 def _same_version(found: str | None, planned: str | None) -> bool:
     """"9.0.176" is the planned "9.0"; compared on the plan's precision."""
@@ -269,15 +269,14 @@ def _same_version(found: str | None, planned: str | None) -> bool:
         return True
     if found is None:
         return False
-    want = planned.split(".")
-    return found.split(".")[:len(want)] == want
+    return versions.matches(found, planned)
 
 
-def activation_settings(gpu: GpuPlan, root: Path) -> list[tuple[str, str]]:
+def activation_settings(gpu: GpuPlan, tree: Path) -> list[tuple[str, str]]:
     """What activation sets for this GPU stack, prefix-relative (layout.ACTIVATE_CONF)."""
     settings = [("cuda_home", VIEW)]
     # nvcc or ptxas shipped, asked for or pulled in by a package: `nvcc -V` must just work
-    tools = root / VIEW / "bin"
+    tools = tree / VIEW / "bin"
     if tools.is_dir() and any(t.is_file() and os.access(t, os.X_OK) for t in tools.iterdir()):
         settings.append(("path", f"{VIEW}/bin"))
     dirs = list(gpu.ld_library_path)
@@ -285,20 +284,20 @@ def activation_settings(gpu: GpuPlan, root: Path) -> list[tuple[str, str]]:
     if gpu.cuda_source == "toolkit" and f"{VIEW}/lib64" not in dirs:
         dirs.insert(0, f"{VIEW}/lib64")
     # the plan names a directory per NVIDIA wheel; some wheels have none (nvcc: bin/, nvvm/)
-    settings += [("ld_library_path", d) for d in dirs if (root / d).is_dir()]
+    settings += [("ld_library_path", d) for d in dirs if (tree / d).is_dir()]
     if gpu.xla_cuda_data_dir:
         settings.append(("xla_cuda_data_dir", VIEW))
     return settings
 
 
-def write_activation_conf(gpu: GpuPlan, root: Path) -> None:
+def write_activation_conf(gpu: GpuPlan, tree: Path) -> None:
     lines = ["# what activation sets for the GPU stack, relative to the prefix; read by",
              f"# {layout.WRITE_ACTIVATION} at install time and by gapship-rehome",
-             *(f"{key}={value}" for key, value in activation_settings(gpu, root))]
-    (root / layout.ACTIVATE_CONF).write_text("\n".join(lines) + "\n", encoding="utf-8")
+             *(f"{key}={value}" for key, value in activation_settings(gpu, tree))]
+    (tree / layout.ACTIVATE_CONF).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def stage_gpu(gpu: GpuPlan, root: Path, site_packages: Path) -> list[str]:
+def stage_gpu(gpu: GpuPlan, tree: Path, site_packages: Path) -> list[str]:
     """Give the staged tree its CUDA_HOME view, gpu.json and activate.conf; return warnings."""
     warnings: list[str] = []
     if gpu.cuda_source == "toolkit":
@@ -307,7 +306,7 @@ def stage_gpu(gpu: GpuPlan, root: Path, site_packages: Path) -> list[str]:
                              "Plan again with cuda = { path = ... } in env.toml.")
         local = copy_local_toolkit(Path(gpu.toolkit_path),
                                    Path(gpu.cudnn_path) if gpu.cudnn_path else None,
-                                   root, gpu.nvcc)
+                                   tree, gpu.nvcc)
         found = local.versions
         for what, have, planned in (("CUDA", found.cuda, gpu.cuda),
                                     ("cuDNN", found.cudnn, gpu.cudnn)):
@@ -319,7 +318,7 @@ def stage_gpu(gpu: GpuPlan, root: Path, site_packages: Path) -> list[str]:
                 + (f" with cuDNN {found.cudnn}" if found.cudnn else "")
                 + f" into {VIEW}/ ({local.added_bytes / 1e6:.1f} MB)")
     else:
-        view = build_cuda_view(root, site_packages, gpu)
+        view = build_cuda_view(tree, site_packages, gpu)
         ui.step(f"CUDA view {VIEW}/: CUDA {view.cuda or '?'}"
                 + (f", cuDNN {view.cudnn}" if view.cudnn else "")
                 + (f", {' '.join(t for t in view.tools if t in ('nvcc', 'ptxas'))}"
@@ -328,6 +327,6 @@ def stage_gpu(gpu: GpuPlan, root: Path, site_packages: Path) -> list[str]:
             warnings.append("nvcc was asked for, and the CUDA wheels carry no nvcc (the CUDA 12 "
                             "nvcc wheel has only ptxas): use CUDA 13 wheels or a local "
                             "toolkit (cuda = { path = ... }) for nvcc")
-    write_json(root / layout.GPU, gpu.doctor_json())
-    write_activation_conf(gpu, root)
+    write_json(tree / layout.GPU, gpu.doctor_json())
+    write_activation_conf(gpu, tree)
     return warnings

@@ -1,4 +1,4 @@
-"""Stage the interpreter a provider found: copy it into the staging directory.
+"""Stage the interpreter a provider found: copy it into the environment tree.
 
 ``copy_interpreter`` copies it in the standard layout (``bin/python3.X``, ``lib/python3.X/``);
 the shared-library closure is grafted afterwards. The target's own interpreter is not copied:
@@ -20,6 +20,7 @@ from gapship.errors import StageError
 from gapship.node import layout
 from gapship.providers.python import (
     SYSTEM_PREFIXES,
+    Interpreter,
     PythonInstall,
     TargetPython,
     find_host_python,
@@ -73,9 +74,9 @@ def _copy_tree(src: Path, dest: Path, sysroot: Path) -> None:
             shutil.copy2(real, dest / link.relative_to(src))
 
 
-def copy_interpreter(python: PythonInstall, stage: Path) -> Path:
-    """Copy the executable and the standard library into ``stage``; return the staged exe."""
-    bin_dir = stage / "bin"
+def copy_interpreter(python: PythonInstall, tree: Path) -> Path:
+    """Copy the executable and the standard library into ``tree``; return the staged exe."""
+    bin_dir = tree / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
     exe = bin_dir / f"python{python.minor}"
     shutil.copy2(real_path(python.executable, python.sysroot), exe)
@@ -86,7 +87,7 @@ def copy_interpreter(python: PythonInstall, stage: Path) -> Path:
             rel = libdir.relative_to(python.prefix)
         except ValueError:
             rel = Path("lib") / f"python{python.minor}"
-        _copy_tree(libdir, stage / rel, python.sysroot)
+        _copy_tree(libdir, tree / rel, python.sysroot)
     return exe
 
 
@@ -108,7 +109,7 @@ _SITE_HOOK = ("import os, site, sys; site.addsitedir(os.path.join(sys.prefix, 'l
               "'python%d.%d' % sys.version_info[:2], 'site-packages'))\n")
 
 
-def _site_packages(root: Path, exe: Path, minor: str) -> Path:
+def _site_packages(tree: Path, exe: Path, minor: str) -> Path:
     """PREFIX/lib/python3.X/site-packages, made a site dir of the staged interpreter."""
     proc = subprocess.run([str(exe), "-I", "-B", "-c",
                            "import json, site; print(json.dumps(site.getsitepackages()))"],
@@ -116,11 +117,11 @@ def _site_packages(root: Path, exe: Path, minor: str) -> Path:
     if proc.returncode != 0:
         tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
         raise StageError(f"the staged interpreter does not run on this builder: {tail}")
-    real_root = root.resolve()
-    site = root / "lib" / f"python{minor}" / "site-packages"
+    real_tree = tree.resolve()
+    site = tree / "lib" / f"python{minor}" / "site-packages"
     site.mkdir(parents=True, exist_ok=True)
     inside = [Path(e).resolve() for e in json.loads(proc.stdout)
-              if Path(e).resolve().is_relative_to(real_root)]
+              if Path(e).resolve().is_relative_to(real_tree)]
     if not inside:
         raise StageError("the staged interpreter has no site-packages inside its prefix.")
     if site.resolve() not in inside:
@@ -129,16 +130,16 @@ def _site_packages(root: Path, exe: Path, minor: str) -> Path:
     return site
 
 
-def _copy_and_graft(python: PythonInstall, root: Path) -> StagedInterpreter:
+def _copy_and_graft(python: PythonInstall, tree: Path) -> StagedInterpreter:
     """Copy the interpreter, graft its library closure, make it prefix-independent."""
     ui.step(f"staging Python {python.version} from {python.prefix}")
-    exe = copy_interpreter(python, root)
-    stdlib = root / "lib" / f"python{python.minor}"
+    exe = copy_interpreter(python, tree)
+    stdlib = tree / "lib" / f"python{python.minor}"
     originals = {exe: real_path(python.executable, python.sysroot)}
-    for path in iter_elf_files(root / "lib"):
-        originals[path] = python.prefix / path.relative_to(root)
-    closure = graft.graft(root, sorted(originals), originals, python.prefix, python.sysroot)
-    graft.set_runpaths(root, closure)
+    for path in iter_elf_files(tree / "lib"):
+        originals[path] = python.prefix / path.relative_to(tree)
+    closure = graft.graft(tree, sorted(originals), originals, python.prefix, python.sysroot)
+    graft.set_runpaths(tree, closure)
     if closure.grafted:
         ui.step("grafted " + ", ".join(sorted(closure.grafted)))
     build_prefix = str(python.build_prefix)
@@ -147,36 +148,36 @@ def _copy_and_graft(python: PythonInstall, root: Path) -> StagedInterpreter:
         for elf_path in closure.dep_dirs:
             relocate.replace_c_strings(elf_path, src, relocate.neutral_prefix(src))
     relocate.relocate_sysconfigdata(stdlib, python.build_prefix)
-    return StagedInterpreter(site=_site_packages(root, exe, python.minor), compiler=exe)
+    return StagedInterpreter(site=_site_packages(tree, exe, python.minor), compiler=exe)
 
 
-def _tie_to_target(python: TargetPython, root: Path) -> StagedInterpreter:
+def _tie_to_target(target_python: TargetPython, tree: Path) -> StagedInterpreter:
     """An environment for the target's own interpreter: a venv layout without ``venv``.
 
     ``pyvenv.cfg`` makes that interpreter take PREFIX as ``sys.prefix`` and use
     PREFIX/lib/python3.X/site-packages; the installer links ``bin/python3`` to it
     (layout.BASE_PYTHON names it), since that absolute link cannot ship.
     """
-    ui.step(f"tying the environment to the target's {python.executable} (Python "
-            f"{python.version}); no interpreter ships")
-    (root / "bin").mkdir(parents=True, exist_ok=True)
-    site = root / "lib" / f"python{python.minor}" / "site-packages"
+    ui.step(f"tying the environment to the target's {target_python.executable} (Python "
+            f"{target_python.version}); no interpreter ships")
+    (tree / "bin").mkdir(parents=True, exist_ok=True)
+    site = tree / "lib" / f"python{target_python.minor}" / "site-packages"
     site.mkdir(parents=True)
-    (root / layout.PYVENV_CFG).write_text(
-        f"home = {python.executable.parent}\ninclude-system-site-packages = false\n"
-        f"version = {python.version}\n", encoding="utf-8")
-    base = root / layout.BASE_PYTHON
+    (tree / layout.PYVENV_CFG).write_text(
+        f"home = {target_python.executable.parent}\ninclude-system-site-packages = false\n"
+        f"version = {target_python.version}\n", encoding="utf-8")
+    base = tree / layout.BASE_PYTHON
     base.parent.mkdir(parents=True, exist_ok=True)
-    base.write_text(f"{python.executable}\n", encoding="utf-8")
+    base.write_text(f"{target_python.executable}\n", encoding="utf-8")
     try:
-        compiler: Path | None = find_host_python(python.minor).executable
+        compiler: Path | None = find_host_python(target_python.minor).executable
     except StageError:
         compiler = None
     return StagedInterpreter(site=site, compiler=compiler)
 
 
-def stage_interpreter(python: PythonInstall | TargetPython, root: Path) -> StagedInterpreter:
-    """Put the interpreter into the tree at ``root`` (or tie the tree to the target's)."""
-    if isinstance(python, TargetPython):
-        return _tie_to_target(python, root)
-    return _copy_and_graft(python, root)
+def stage_interpreter(interpreter: Interpreter, tree: Path) -> StagedInterpreter:
+    """Put the interpreter into the environment ``tree`` (or tie the tree to the target's)."""
+    if isinstance(interpreter, TargetPython):
+        return _tie_to_target(interpreter, tree)
+    return _copy_and_graft(interpreter, tree)

@@ -11,13 +11,13 @@ from gapship.files import sha256_file
 from gapship.node import layout
 
 
-def build_manifest(root: Path) -> dict[str, Any]:
-    """Every file and symlink under ``root`` (the manifest itself excluded)."""
+def build_manifest(tree: Path) -> dict[str, Any]:
+    """Every file and symlink under ``tree`` (the manifest itself excluded)."""
     files: list[dict[str, Any]] = []
     links: list[dict[str, str]] = []
     total = 0
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
+    for path in sorted(tree.rglob("*")):
+        rel = path.relative_to(tree).as_posix()
         if rel == layout.MANIFEST:
             continue
         if path.is_symlink():

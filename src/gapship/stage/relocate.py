@@ -108,13 +108,13 @@ def neutral_prefix(old: bytes) -> bytes:
     return head + b"/" * pad + tail
 
 
-def files_containing(root: Path, needles: list[bytes], skip: tuple[str, ...] = ()
+def files_containing(tree: Path, needles: list[bytes], skip: tuple[str, ...] = ()
                      ) -> dict[str, list[str]]:
-    """Every regular file under ``root`` holding one of ``needles``: rel path -> needles."""
+    """Every regular file under ``tree`` holding one of ``needles``: rel path -> needles."""
     hits: dict[str, list[str]] = {}
     needles = [n for n in needles if n]
-    for path in sorted(root.rglob("*")):
-        if path.is_symlink() or not path.is_file() or path.relative_to(root).as_posix() in skip:
+    for path in sorted(tree.rglob("*")):
+        if path.is_symlink() or not path.is_file() or path.relative_to(tree).as_posix() in skip:
             continue
         size = path.stat().st_size
         if size == 0:
@@ -122,14 +122,14 @@ def files_containing(root: Path, needles: list[bytes], skip: tuple[str, ...] = (
         with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             found = [n.decode(errors="replace") for n in needles if mm.find(n) != -1]
         if found:
-            hits[str(path.relative_to(root))] = found
+            hits[str(path.relative_to(tree))] = found
     return hits
 
 
-def check_no_builder_paths(root: Path, needles: list[bytes], skip: tuple[str, ...] = ()
+def check_no_builder_paths(tree: Path, needles: list[bytes], skip: tuple[str, ...] = ()
                            ) -> None:
     """Fail the pack, listing the files, when any builder path remains in the tree."""
-    hits = files_containing(root, needles, skip)
+    hits = files_containing(tree, needles, skip)
     if hits:
         listed = "; ".join(f"{p} ({', '.join(n)})" for p, n in list(hits.items())[:20])
         more = f" and {len(hits) - 20} more" if len(hits) > 20 else ""
@@ -138,13 +138,13 @@ def check_no_builder_paths(root: Path, needles: list[bytes], skip: tuple[str, ..
             "These files would break once moved to the target; report this with the list.")
 
 
-def symlinks_escaping(root: Path) -> list[str]:
-    """Symlinks that are absolute or point outside ``root`` (they would dangle on the target)."""
+def symlinks_escaping(tree: Path) -> list[str]:
+    """Symlinks that are absolute or point outside ``tree`` (they would dangle on the target)."""
     bad = []
-    for path in root.rglob("*"):
+    for path in tree.rglob("*"):
         if path.is_symlink():
             target = os.readlink(path)
             resolved = (path.parent / target).resolve()
-            if os.path.isabs(target) or not resolved.is_relative_to(root.resolve()):
-                bad.append(str(path.relative_to(root)))
+            if os.path.isabs(target) or not resolved.is_relative_to(tree.resolve()):
+                bad.append(str(path.relative_to(tree)))
     return sorted(bad)
