@@ -1,11 +1,14 @@
 """Read the dynamic-linking facts of an ELF file with the standard library (struct) only.
 
-The builder reads ELF with pyelftools; the target cannot install it, so this reads what the
-dynamic loader reads: the program headers, PT_INTERP, and the PT_DYNAMIC entries (NEEDED,
-SONAME, RPATH, RUNPATH, FLAGS_1) with the GNU version needs and definitions they point to.
-Nothing is executed or mapped: a file is opened, a few small ranges are read, it is closed.
+The one ELF reader of gapship: the builder (grafting, the glibc check) and the doctor on the
+target both use it. It reads what the dynamic loader reads: the program headers, PT_INTERP,
+and the PT_DYNAMIC entries (NEEDED, SONAME, RPATH, RUNPATH, FLAGS_1) with the GNU version
+needs and definitions they point to. Nothing is executed or mapped: a file is opened, a few
+small ranges are read, it is closed. Symbol versions (GLIBC_2.34) are compared here too.
 """
 
+import os
+import re
 import struct
 
 ELF_MAGIC = b"\x7fELF"
@@ -76,6 +79,68 @@ class ElfFile(object):
     def describe_abi(self):
         return "%s %d-bit" % (MACHINES.get(self.machine, "machine %d" % self.machine),
                               self.elf_class)
+
+
+_SKIP_SUFFIXES = (".py", ".pyc", ".pyi", ".txt", ".json", ".h", ".hpp", ".sh", ".md",
+                  ".html", ".csv", ".c", ".cpp", ".cu", ".cuh", ".pxd", ".pyx", ".typed")
+_S_IFMT, _S_IFREG = 0o170000, 0o100000
+
+
+def _might_be_elf(name, mode):
+    """Cheap filter before opening a file: shared objects and executables only."""
+    if ".so" in name:
+        return True
+    return bool(mode & 0o111) and not name.endswith(_SKIP_SUFFIXES)
+
+
+def iter_elf_paths(root, every_file=False):
+    """Paths of the regular files (not links) under ``root`` that start with the ELF magic,
+    sorted by directory. Only shared objects and executables are opened, unless
+    ``every_file``."""
+    for top, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(top, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if st.st_mode & _S_IFMT != _S_IFREG:
+                continue
+            if not every_file and not _might_be_elf(name, st.st_mode):
+                continue
+            if read_header(path) is not None:
+                yield path
+
+
+_VERSION = re.compile(r"^(.*)_(\d+(?:\.\d+)*)$")
+
+
+def version_key(version):
+    """A symbol version's family and numbers: "GLIBC_2.34" -> ("GLIBC", (2, 34)),
+    "GLIBCXX_3.4.30" -> ("GLIBCXX", (3, 4, 30)), "GLIBC_PRIVATE" -> ("GLIBC", ())."""
+    found = _VERSION.match(version)
+    if not found:
+        return (version.rsplit("_", 1)[0], ())
+    return (found.group(1), tuple(int(p) for p in found.group(2).split(".")))
+
+
+def needs_newer(version, have):
+    """Whether the symbol version ``version`` ("GLIBC_2.34", or its numbers (2, 34)) is newer
+    than ``have``, the newest of its family a system provides ((2, 31)). A version without
+    numbers, or an unknown ``have`` (None), is never newer."""
+    numbers = version_key(version)[1] if isinstance(version, str) else tuple(version)
+    return bool(numbers) and have is not None and numbers > tuple(have)
+
+
+def newest_version(versions, family):
+    """The newest version of ``family`` ("GLIBC") among ``versions``, by number, or None."""
+    best = None
+    for version in versions:
+        name, numbers = version_key(version)
+        if name == family and numbers and (best is None or needs_newer(numbers, best[0])):
+            best = (numbers, version)
+    return best[1] if best else None
 
 
 def read_header(path):

@@ -13,6 +13,7 @@ says why; when none can, one message says what each would need.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -29,11 +30,10 @@ from gapship.providers.python import (
 )
 from gapship.providers.standalone import from_archive, from_path, from_uv, uv_downloadable
 from gapship.spec import PythonSpec
-from gapship.stage import glibc
-from gapship.stage.elf import iter_elf_files, version_key
-from gapship.stage.graft import library_closure
+from gapship.stage import glibc, graft
 
 AUTO_ORDER = ("host", "standalone", "target", "twin")
+_LEADING_NUMBERS = re.compile(r"\d+(?:\.\d+)*")
 
 
 @dataclass(frozen=True)
@@ -61,24 +61,20 @@ def interpreter_needs(python: PythonInstall) -> glibc.VersionNeeds:
     """The GLIBC_/GLIBCXX_ needs of an interpreter and the libraries it would graft."""
     elf_files = [python.executable]
     for libdir in {python.stdlib, python.platstdlib}:
-        elf_files += iter_elf_files(libdir / "lib-dynload")
+        elf_files += graft.elf_files(libdir / "lib-dynload")
     elf_files += sorted((python.prefix / "lib").glob("libpython3*.so*"))
     real = list(dict.fromkeys(p.resolve() for p in elf_files if p.exists()))
-    closure = library_closure(real, python.sysroot)
+    closure = graft.library_closure(real, python.sysroot)
     return glibc.needs_of({p: p.name for p in [*real, *closure]})
 
 
 def glibc_misfit(python: PythonInstall, target: TargetInfo) -> str | None:
     """Why ``python`` cannot run on the target (glibc, libstdc++), or None when it can."""
-    needs = interpreter_needs(python)
-    newest = needs.newest_glibc()
-    if newest and target.glibc_version and newest > target.glibc_version:
-        return (f"Python {python.version} needs GLIBC_{_dotted(newest)}; the target has "
-                f"{target.glibc}")
-    newest_cxx = needs.newest_glibcxx()
-    if newest_cxx and target.glibcxx_version and newest_cxx > target.glibcxx_version:
-        return (f"Python {python.version} needs GLIBCXX_{_dotted(newest_cxx)}; the target's "
-                f"libstdc++ has {target.glibcxx}")
+    for misfit in glibc.misfits(interpreter_needs(python), target):
+        needs = f"Python {python.version} needs {misfit.family}_{_dotted(misfit.newest)}"
+        if misfit.family == glibc.GLIBC:
+            return f"{needs}; the target has {target.glibc}"
+        return f"{needs}; the target's libstdc++ has {target.glibcxx}"
     return None
 
 
@@ -101,7 +97,8 @@ def target_python(target: TargetInfo, minor: str | None) -> TargetPython:
         path, version = entry.get("path"), entry.get("version")
         if not isinstance(path, str) or not isinstance(version, str) or not path.startswith("/"):
             continue
-        key = version_key(f"_{version}")
+        numbers = _LEADING_NUMBERS.match(version)  # "3.9.2+" (Debian) -> (3, 9, 2)
+        key = tuple(int(p) for p in numbers.group().split(".")) if numbers else ()
         if len(key) < 2 or key[:2] < OLDEST_PYTHON:
             continue
         if minor is None or minor_of(version) == minor:

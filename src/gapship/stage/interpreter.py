@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gapship import ui
 from gapship.errors import StageError
+from gapship.node.loader import real_path
 from gapship.providers.python import (
     SYSTEM_PREFIXES,
     PythonInstall,
@@ -24,8 +25,6 @@ from gapship.providers.python import (
     find_host_python,
 )
 from gapship.stage import graft, relocate
-from gapship.stage.elf import iter_elf_files
-from gapship.stage.graft import real_path
 
 
 def _exclusions() -> dict[str, list[str]]:
@@ -64,7 +63,7 @@ def _copy_tree(src: Path, dest: Path, sysroot: Path) -> None:
 
     shutil.copytree(src, dest, symlinks=False, ignore=ignore, dirs_exist_ok=True)
     for link in rerooted:
-        real = real_path(link, sysroot)
+        real = Path(real_path(link, sysroot))
         if real.is_dir():
             shutil.copytree(real, dest / link.relative_to(src), ignore=ignore)
         elif real.is_file():
@@ -132,8 +131,8 @@ def _copy_and_graft(python: PythonInstall, root: Path) -> StagedInterpreter:
     ui.step(f"staging Python {python.version} from {python.prefix}")
     exe = copy_interpreter(python, root)
     stdlib = root / "lib" / f"python{python.minor}"
-    originals = {exe: real_path(python.executable, python.sysroot)}
-    for path in iter_elf_files(root / "lib"):
+    originals = {exe: Path(real_path(python.executable, python.sysroot))}
+    for path in graft.elf_files(root / "lib"):
         originals[path] = python.prefix / path.relative_to(root)
     closure = graft.graft(root, sorted(originals), originals, python.prefix, python.sysroot)
     graft.set_runpaths(root, closure)

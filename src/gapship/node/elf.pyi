@@ -1,0 +1,41 @@
+# Types of elf.py for the builder's mypy; elf.py itself runs unannotated on Python 3.6+.
+import os
+from collections.abc import Iterable, Iterator
+
+_Path = str | os.PathLike[str]
+
+ELF_MAGIC: bytes
+ET_EXEC: int
+ET_DYN: int
+DF_1_NODEFLIB: int
+MACHINES: dict[int, str]
+
+class ElfError(Exception): ...
+
+class ElfFile:
+    path: str
+    elf_class: int
+    endian: str
+    machine: int
+    type: int
+    interp: str | None
+    soname: str | None
+    needed: list[str]
+    rpath: list[str]
+    runpath: list[str]
+    nodeflib: bool
+    version_needs: dict[str, list[tuple[str, bool]]]
+    version_defs: set[str]
+    dynamic: bool
+    def __init__(self, path: str, elf_class: int, endian: str, machine: int,
+                 elf_type: int) -> None: ...
+    @property
+    def abi(self) -> tuple[int, str, int]: ...
+    def describe_abi(self) -> str: ...
+
+def iter_elf_paths(root: _Path, every_file: bool = ...) -> Iterator[str]: ...
+def version_key(version: str) -> tuple[str, tuple[int, ...]]: ...
+def needs_newer(version: str | tuple[int, ...], have: tuple[int, ...] | None) -> bool: ...
+def newest_version(versions: Iterable[str], family: str) -> str | None: ...
+def read_header(path: _Path) -> tuple[int, str, int] | None: ...
+def read_elf(path: _Path) -> ElfFile | None: ...
