@@ -42,6 +42,7 @@ case $what in
     test)
         .venv/bin/ruff check src tests benchmarks
         .venv/bin/mypy
+        .venv/bin/lint-imports
         rc=0
         .venv/bin/pytest -ra tests || rc=$?
         # pytest exits 5 when no test ran: that is a failure too.

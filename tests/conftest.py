@@ -46,3 +46,30 @@ def shell_argv(name: str) -> list[str]:
     """argv prefix that runs a script with the named shell (busybox as its ash)."""
     path = require_tool(name)
     return [path, "sh"] if name == "busybox" else [path]
+
+
+# What each integration module needs, as pytest markers (see README, "The fast loop"):
+# replica = bubblewrap + a debootstrapped rootfs; network = PyPI through the cache;
+# slow = minutes. Unit tests need none of them. A new module must say what it needs here.
+INTEGRATION_MARKS: dict[str, tuple[str, ...]] = {
+    "test_doctor_replica": ("replica", "network", "slow"),
+    "test_end_to_end": ("replica", "network", "slow"),
+    "test_gpu_stack": ("replica", "network", "slow"),
+    "test_interpreters": ("replica", "network", "slow"),
+    "test_plan_resolve": ("network",),
+    "test_probe_replica": ("replica",),
+    "test_torch_gpu": ("replica", "network", "slow"),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.parent.name != "integration":
+            continue
+        marks = INTEGRATION_MARKS.get(path.stem)
+        if marks is None:
+            raise pytest.UsageError(f"{path.name}: add it to INTEGRATION_MARKS in "
+                                    "tests/conftest.py with the markers it needs")
+        for mark in marks:
+            item.add_marker(mark)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 from gapship.cache import cache_dir
+from gapship.tools import hermetic_env
 
 
 def uv_bin() -> str:
@@ -18,8 +17,8 @@ def uv_bin() -> str:
 
 
 def uv_env() -> dict[str, str]:
-    """The environment uv runs in: gapship's cache, no progress bars."""
-    env = dict(os.environ)
+    """The environment uv runs in: hermetic, gapship's cache, no progress bars."""
+    env = hermetic_env()
     env.setdefault("UV_CACHE_DIR", str(cache_dir() / "uv"))
     env["UV_NO_PROGRESS"] = "1"
     return env

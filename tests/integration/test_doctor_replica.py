@@ -14,8 +14,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from gapship import doctor
 from gapship.cache import cache_dir
 from gapship.replica import Replica, debian_mirror, replica, rootfs_dir
@@ -163,7 +161,6 @@ def bullseye_prefix(root: Path, debian: Path) -> Path:
     return prefix
 
 
-@pytest.mark.replica
 def test_bullseye_finds_a_library_needing_a_newer_glibc() -> None:
     need_replica("bullseye")
     debian = bullseye_python()

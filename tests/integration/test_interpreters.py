@@ -75,6 +75,21 @@ python -c "import numpy, ssl; print(numpy.__file__)"
     return proc.stdout
 
 
+def activated_venv(here: Path) -> dict[str, str]:
+    """What a builder shell holds after `. .venv/bin/activate` plus the usual leftovers: none
+    of it may change what is packed (Debian's site.py reads VIRTUAL_ENV, for one)."""
+    venv = here / "builder-venv"
+    if not venv.exists():
+        subprocess.run(["python3", "-m", "venv", "--without-pip", str(venv)], check=True)
+    junk = here / "builder-junk"
+    (junk / "numpy").mkdir(parents=True, exist_ok=True)
+    (junk / "numpy" / "__init__.py").write_text("raise ImportError('the builder numpy')\n")
+    return {"VIRTUAL_ENV": str(venv), "PATH": f"{venv}/bin:{os.environ['PATH']}",
+            "PYTHONPATH": str(junk), "PYTHONUSERBASE": str(junk), "PYTHONNOUSERSITE": "",
+            "CONDA_PREFIX": str(junk), "CONDA_DEFAULT_ENV": "base",
+            "LD_LIBRARY_PATH": str(junk)}
+
+
 @pytest.fixture(scope="module")
 def bullseye_python_rootfs() -> Path:
     """Debian 11 with its python3: the twin's rootfs, and a target that has a Python."""
@@ -96,7 +111,8 @@ def bullseye() -> Iterator[Replica]:
 def test_twin_serves_bullseye_without_python(here: Path, bullseye_target: Path,
                                              bullseye_python_rootfs: Path,
                                              bullseye: Replica) -> None:
-    bundle, report, stderr = pack(here, bullseye_target, "twin.run", "--python", "twin")
+    bundle, report, stderr = pack(here, bullseye_target, "twin.run", "--python", "twin",
+                                  env=activated_venv(here))
     assert "Python 3.9.2 from twin" in stderr
     assert report["python"] == "3.9.2" and report["platform"] == "x86_64-manylinux_2_31"
     assert "grafted" in stderr and "libssl.so.1.1" in stderr  # bullseye's, not the builder's

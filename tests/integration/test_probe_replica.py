@@ -18,8 +18,6 @@ from tests.conftest import require, require_tool
 from tests.fixtures.targets import schema_errors
 from tests.integration.conftest import probe_in
 
-pytestmark = pytest.mark.replica
-
 LIBDIR = Path("usr/lib/x86_64-linux-gnu")
 
 

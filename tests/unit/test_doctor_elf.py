@@ -212,11 +212,41 @@ def test_runs_on_python_36() -> None:
     require(bool(PY36), "no Python 3.6 under /root/.pyenv")
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from node import elf, loader; "
             "libc = elf.read_elf('/lib/x86_64-linux-gnu/libc.so.6'); "
-            "print(libc.soname, loader.Loader('').find('libm.so.6', libc)[1])")
+            "print(libc.soname, loader.Loader('').find('libm.so.6', libc)[1]); "
+            "inside = loader.Loader('', sysroot='/tmp'); "
+            "print(len(inside.closure(['/lib/x86_64-linux-gnu/libm.so.6'])), "
+            "elf.version_needs({'/lib/x86_64-linux-gnu/libm.so.6': 'libm'}, "
+            "lambda name: True).misfits((2, 0), None)[0].family)")
     proc = subprocess.run([PY36[0], "-I", "-c", code, str(SRC.parent)], capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["libc.so.6", "ld.so.cache"]
+    assert proc.stdout.split() == ["libc.so.6", "ld.so.cache", "0", "GLIBC"]
+
+
+def test_symbol_versions_compare_by_number() -> None:
+    assert elfmod.version_key("GLIBC_2.34") == ("GLIBC", (2, 34))
+    assert elfmod.version_key("GLIBCXX_3.4.30") == ("GLIBCXX", (3, 4, 30))
+    assert elfmod.version_key("CXXABI_1.3.13") == ("CXXABI", (1, 3, 13))
+    assert elfmod.version_key("GLIBC_PRIVATE") == ("GLIBC", ())
+    assert elfmod.needs_newer("GLIBC_2.34", (2, 31)) and not elfmod.needs_newer((2, 31), (2, 31))
+    assert elfmod.needs_newer("GLIBC_2.10", (2, 9))  # by number, not by text
+    assert not elfmod.needs_newer("GLIBC_PRIVATE", (2, 31))
+    assert not elfmod.needs_newer("GLIBC_2.99", None)  # unknown: not a misfit
+    assert elfmod.newest_version({"GLIBC_2.2.5", "GLIBC_2.10", "GLIBC_2.9", "GLIBC_PRIVATE",
+                                  "GLIBCXX_3.4.30"}, "GLIBC") == "GLIBC_2.10"
+    needs = elfmod.VersionNeeds({(2, 17): ["a"], (2, 34): ["b", "c"]}, {(3, 4, 30): ["d"]})
+    assert needs.misfits((2, 31), (3, 4, 30)) == [elfmod.Misfit("GLIBC", (2, 34), ["b", "c"])]
+    assert [m.family for m in needs.misfits((2, 17), (3, 4, 28))] == ["GLIBC", "GLIBCXX"]
+    assert needs.misfits(None, None) == []
+
+
+def test_version_needs_of_system_libraries_only(tmp_path: Path) -> None:
+    libm = "/lib/x86_64-linux-gnu/libm.so.6"
+    (tmp_path / "notes.so").write_text("not ELF\n")
+    files = {libm: "libm", str(tmp_path / "notes.so"): "notes"}
+    needs = elfmod.version_needs(files, lambda name: name == "libc.so.6")
+    assert needs.glibc and {f for fs in needs.glibc.values() for f in fs} == {"libm"}
+    assert elfmod.version_needs(files, lambda name: False).glibc == {}
 
 
 def test_gcc_is_there_for_these_tests() -> None:

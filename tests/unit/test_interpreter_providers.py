@@ -20,14 +20,12 @@ from gapship import providers
 from gapship.activate import install_target_files
 from gapship.cli.python_options import python_spec
 from gapship.errors import SpecError, StageError
-from gapship.node.elf import read_elf
-from gapship.node.loader import real_path
+from gapship.node.elf import VersionNeeds, read_elf
+from gapship.node.loader import Loader, real_path
 from gapship.probe import TargetInfo, parse_target
 from gapship.providers import standalone, twin
 from gapship.providers.python import PythonInstall, TargetPython, find_host_python
 from gapship.spec import PythonSpec
-from gapship.stage import glibc
-from gapship.stage.graft import resolver
 from gapship.stage.relocate import neutral_prefix, replace_c_strings
 from tests.conftest import require
 
@@ -59,7 +57,7 @@ def builder(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A builder whose Python needs GLIBC_2.36, that is offline, with no twin rootfs cached."""
     state: dict[str, Any] = {"twins": []}
     monkeypatch.setattr(providers, "find_host_python", lambda minor: HOST)
-    monkeypatch.setattr(providers, "interpreter_needs", lambda python: glibc.VersionNeeds(
+    monkeypatch.setattr(providers, "interpreter_needs", lambda python: VersionNeeds(
         glibc={(2, 36): ["bin/python3.11"]}, glibcxx={}))
     monkeypatch.setattr(providers, "uv_downloadable", lambda minor: True)
 
@@ -212,7 +210,7 @@ def test_paths_and_libraries_resolve_inside_a_sysroot(tmp_path: Path) -> None:
     (libdir / "libtext.so.4").write_bytes(b"not ELF: ld.so skips it")
     info = read_elf(some_lib)
     assert info is not None
-    loader = resolver(root)
+    loader = Loader("", sysroot=root)
     found, how = loader.find("libfoo.so.1", info)
     assert (found, how) == (str(root / "opt" / "extra" / "lib" / "libfoo.so.1"),
                             "default directory")
@@ -235,14 +233,14 @@ def test_a_sysroot_ld_so_cache_is_read_inside_it(tmp_path: Path) -> None:
     shutil.copy("/etc/ld.so.cache", root / "etc" / "ld.so.cache")
     info = read_elf(Path(sys.executable).resolve())
     assert info is not None
-    loader = resolver(root)
+    loader = Loader("", sysroot=root)
     assert loader.find("libc.so.6", info) == (None, None)  # the cache's file is not there
-    libc = resolver().find("libc.so.6", info)[0]
+    libc = Loader("").find("libc.so.6", info)[0]
     assert libc is not None
     inside = root / libc.lstrip("/")
     inside.parent.mkdir(parents=True)
     shutil.copy(libc, inside)
-    assert resolver(root).find("libc.so.6", info) == (str(inside), "ld.so.cache")
+    assert Loader("", sysroot=root).find("libc.so.6", info) == (str(inside), "ld.so.cache")
 
 
 def test_neutral_prefix_keeps_merged_string_tails(tmp_path: Path) -> None:

@@ -404,6 +404,19 @@ def _cpu(r: _Reader) -> tuple[CpuNeed, ...]:
 
 
 @functools.cache
+def system_libraries() -> frozenset[str]:
+    """Library names that every glibc system provides (data/system_libs.json): never shipped."""
+    text = resources.files(__package__).joinpath("data").joinpath("system_libs.json").read_text(
+        encoding="utf-8")
+    return frozenset(json.loads(text)["libraries"])
+
+
+def is_system_library(name: str) -> bool:
+    """Whether every glibc system has ``name`` (the dynamic loaders included)."""
+    return name in system_libraries() or name.startswith("ld-linux")
+
+
+@functools.cache
 def load() -> CompatData:
     """Load and check every data file (once per process)."""
     torch_r, tf_r, jax_r = _Reader("torch.json"), _Reader("tensorflow.json"), _Reader("jax.json")

@@ -7,6 +7,7 @@ needs and definitions they point to. Nothing is executed or mapped: a file is op
 small ranges are read, it is closed. Symbol versions (GLIBC_2.34) are compared here too.
 """
 
+import collections
 import os
 import re
 import struct
@@ -141,6 +142,63 @@ def newest_version(versions, family):
         if name == family and numbers and (best is None or needs_newer(numbers, best[0])):
             best = (numbers, version)
     return best[1] if best else None
+
+
+# the symbol-version families checked against a target: glibc's and libstdc++'s
+GLIBC, GLIBCXX = "GLIBC", "GLIBCXX"
+# a family whose newest need (version numbers) is newer than a system has, and who needs it
+Misfit = collections.namedtuple("Misfit", "family newest files")
+
+
+class VersionNeeds(object):
+    """The GLIBC_ and GLIBCXX_ versions some files need from system libraries, and who:
+    ``glibc`` and ``glibcxx`` map version numbers ((2, 34)) to the names of those files."""
+
+    __slots__ = ("glibc", "glibcxx")
+
+    def __init__(self, glibc, glibcxx):
+        self.glibc = glibc
+        self.glibcxx = glibcxx
+
+    def newest_glibc(self):
+        return max(self.glibc) if self.glibc else None
+
+    def newest_glibcxx(self):
+        return max(self.glibcxx) if self.glibcxx else None
+
+    def misfits(self, glibc, glibcxx):
+        """[Misfit] of the families needed newer than a system's ``glibc`` and ``glibcxx``
+        version numbers ((2, 31), (3, 4, 28); None: unknown, never a misfit), glibc first."""
+        found = []
+        for family, by_version, have in ((GLIBC, self.glibc, glibc),
+                                         (GLIBCXX, self.glibcxx, glibcxx)):
+            too_new = dict((v, p) for v, p in by_version.items() if needs_newer(v, have))
+            if too_new:
+                found.append(Misfit(family, max(too_new),
+                                    [f for paths in too_new.values() for f in paths]))
+        return found
+
+
+def version_needs(files, is_system):
+    """The VersionNeeds of ``files`` ({path: the name to report it by}) on the libraries
+    ``is_system(name)`` says a system provides (a wheel's own libstdc++ copy does not count).
+    Files that are not ELF, or damaged, are left out."""
+    found = {GLIBC: {}, GLIBCXX: {}}
+    for path, name in files.items():
+        try:
+            elf = read_elf(path)
+        except ElfError:
+            continue
+        if elf is None:
+            continue
+        for lib, versions in elf.version_needs.items():
+            if not is_system(lib):
+                continue
+            for version, _weak in versions:
+                family, numbers = version_key(version)
+                if numbers and family in found:
+                    found[family].setdefault(numbers, []).append(name)
+    return VersionNeeds(found[GLIBC], found[GLIBCXX])
 
 
 def read_header(path):

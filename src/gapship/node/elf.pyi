@@ -1,6 +1,7 @@
 # Types of elf.py for the builder's mypy; elf.py itself runs unannotated on Python 3.6+.
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import NamedTuple
 
 _Path = str | os.PathLike[str]
 
@@ -33,6 +34,26 @@ class ElfFile:
     def abi(self) -> tuple[int, str, int]: ...
     def describe_abi(self) -> str: ...
 
+GLIBC: str
+GLIBCXX: str
+
+class Misfit(NamedTuple):
+    family: str
+    newest: tuple[int, ...]
+    files: list[str]
+
+class VersionNeeds:
+    glibc: dict[tuple[int, ...], list[str]]
+    glibcxx: dict[tuple[int, ...], list[str]]
+    def __init__(self, glibc: dict[tuple[int, ...], list[str]],
+                 glibcxx: dict[tuple[int, ...], list[str]]) -> None: ...
+    def newest_glibc(self) -> tuple[int, ...] | None: ...
+    def newest_glibcxx(self) -> tuple[int, ...] | None: ...
+    def misfits(self, glibc: tuple[int, ...] | None,
+                glibcxx: tuple[int, ...] | None) -> list[Misfit]: ...
+
+def version_needs(files: Mapping[_Path, str],
+                  is_system: Callable[[str], bool]) -> VersionNeeds: ...
 def iter_elf_paths(root: _Path, every_file: bool = ...) -> Iterator[str]: ...
 def version_key(version: str) -> tuple[str, tuple[int, ...]]: ...
 def needs_newer(version: str | tuple[int, ...], have: tuple[int, ...] | None) -> bool: ...

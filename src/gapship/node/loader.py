@@ -245,6 +245,30 @@ class Loader(object):
                 return path, "default directory"
         return None, None
 
+    def closure(self, paths, skip=None):
+        """Real paths of the libraries the ELF files ``paths`` need, recursively, where this
+        loader finds them (each file's $ORIGIN is the directory it is given in). Names
+        ``skip(name)`` is true for, and libraries found nowhere, are left out."""
+        found = {}
+        queue, done = list(paths), set()
+        while queue:
+            path = queue.pop()
+            if path in done:
+                continue
+            done.add(path)
+            obj = self.read(path)
+            if not isinstance(obj, elfmod.ElfFile):
+                continue
+            for name in obj.needed:
+                if skip is not None and skip(name):
+                    continue
+                where, _ = self.find(name, obj, origin=os.path.dirname(os.path.abspath(path)))
+                if where is not None:
+                    real = self.real_path(where)
+                    found.setdefault(real, None)
+                    queue.append(real)
+        return list(found)
+
     def _system_dirs(self, obj):
         dirs = list(self._default_dirs(obj.elf_class, obj.machine))
         # a root without a cache: the directories ldconfig would have cached come first

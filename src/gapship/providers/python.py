@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from gapship.errors import StageError
+from gapship.tools import hermetic_env
 
 # Prefixes that every system has: not a trace of the builder when left in a file.
 SYSTEM_PREFIXES = {"/", "/usr", "/usr/local"}
@@ -94,7 +95,8 @@ def query_python(executable: Path, *, runner: Sequence[str] = (), sysroot: Path 
     """
     try:
         proc = subprocess.run([*runner, str(executable), "-I", "-c", _QUERY],
-                              capture_output=True, text=True, timeout=60, check=False)
+                              capture_output=True, text=True, timeout=60, check=False,
+                              env=hermetic_env())
         data = json.loads(proc.stdout)
     except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
         return None

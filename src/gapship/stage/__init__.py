@@ -23,6 +23,7 @@ from gapship.probe import TargetInfo
 from gapship.providers.python import SYSTEM_PREFIXES, PythonInstall, TargetPython
 from gapship.stage import cuda, glibc, manifest, relocate
 from gapship.stage.interpreter import stage_interpreter
+from gapship.tools import hermetic_env
 from gapship.uv import uv_bin, uv_env
 
 
@@ -40,7 +41,8 @@ class StagedTree:
 
 
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env or hermetic_env(),
+                          check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise StageError(f"{what} failed: {' / '.join(tail)}")
@@ -146,7 +148,7 @@ def stage_environment(lock: Lock, python: PythonInstall | TargetPython, wheels: 
         # -d names the files as they will be on the target (/lib/...); 3.6 has no -s/-p
         proc = subprocess.run([str(staged.compiler), "-I", "-B", "-m", "compileall", "-q",
                                "-j", "0", "-d", "/lib", str(root / "lib")],
-                              capture_output=True, text=True, check=False)
+                              capture_output=True, text=True, check=False, env=hermetic_env())
         if proc.returncode not in (0, 1):
             raise StageError(f"precompiling bytecode failed: {proc.stderr.strip()[-300:]}")
 

@@ -1,83 +1,29 @@
 """Graft the interpreter's shared-library closure into the tree and point RUNPATHs at it.
 
 Every library that the staged ELF files need, except those every glibc system has
-(system_libs.json), is copied into ``PREFIX/lib`` and found through ``RUNPATH=$ORIGIN/...``.
+(compat's system_libs.json), is copied into ``PREFIX/lib`` and found through
+``RUNPATH=$ORIGIN/...``. Libraries are found by the node's ld.so resolver (gapship.node.loader).
 Edits are recorded first and applied with patchelf afterwards.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
+from gapship.compat import is_system_library
 from gapship.errors import StageError
 from gapship.node.elf import ElfError, ElfFile, iter_elf_paths, read_elf
 from gapship.node.loader import Loader
-from gapship.tools import patchelf_bin
-
-
-@functools.cache
-def system_libraries() -> frozenset[str]:
-    """Library names that every glibc system provides (never shipped)."""
-    text = resources.files(__package__).joinpath("system_libs.json").read_text("utf-8")
-    return frozenset(json.loads(text)["libraries"])
-
-
-def is_system_library(name: str) -> bool:
-    return name in system_libraries() or name.startswith("ld-linux")
+from gapship.tools import hermetic_env, patchelf_bin
 
 
 def elf_files(root: Path) -> list[Path]:
     """Every regular ELF file under ``root`` (links left out), sorted."""
     return sorted(Path(p) for p in iter_elf_paths(root, every_file=True))
-
-
-def resolver(sysroot: Path = Path("/")) -> Loader:
-    """The node's ld.so resolver inside ``sysroot`` (an interpreter's root filesystem).
-
-    The builder's LD_LIBRARY_PATH plays no part: nothing in its shell changes what is packed.
-    """
-    return Loader("", sysroot=str(sysroot))
-
-
-def _each_elf(queue: list[Path], loader: Loader) -> Iterator[tuple[Path, ElfFile]]:
-    """Take ELF files off ``queue`` once each (the caller appends what it finds)."""
-    done: set[Path] = set()
-    while queue:
-        path = queue.pop()
-        if path in done:
-            continue
-        done.add(path)
-        info = loader.read(path)
-        if isinstance(info, ElfFile):
-            yield path, info
-
-
-def library_closure(elf_files: list[Path], sysroot: Path = Path("/")) -> list[Path]:
-    """The non-system libraries ``elf_files`` need, recursively (nothing is copied).
-
-    Libraries that cannot be found are left out: grafting reports them.
-    """
-    loader = resolver(sysroot)
-    found_all: dict[Path, None] = {}
-    queue = list(elf_files)
-    for path, info in _each_elf(queue, loader):
-        for name in info.needed:
-            if is_system_library(name):
-                continue
-            found, _ = loader.find(name, info, origin=str(path.parent))
-            if found is not None:
-                real = Path(loader.real_path(found))
-                found_all.setdefault(real)
-                queue.append(real)
-    return list(found_all)
 
 
 @dataclass
@@ -100,9 +46,18 @@ def graft(stage: Path, elf_files: list[Path], originals: dict[Path, Path], src_p
     """
     closure = Closure()
     lib_dir = stage / "lib"
-    loader = resolver(sysroot)
+    # the builder's LD_LIBRARY_PATH plays no part: nothing in its shell changes what is packed
+    loader = Loader("", sysroot=sysroot)
     queue = list(elf_files)
-    for staged, info in _each_elf(queue, loader):
+    done: set[Path] = set()
+    while queue:
+        staged = queue.pop()
+        if staged in done:
+            continue
+        done.add(staged)
+        info = loader.read(staged)
+        if not isinstance(info, ElfFile):
+            continue
         original = originals.get(staged, staged)
         deps = closure.dep_dirs.setdefault(staged, set())
         for name in info.needed:
@@ -155,7 +110,8 @@ def set_runpaths(stage: Path, closure: Closure) -> int:
             cmd = [patchelf, "--remove-rpath", str(elf_path)]
         else:
             continue
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                              env=hermetic_env())
         if proc.returncode != 0:
             raise StageError(f"patchelf failed on {elf_path.relative_to(stage)}: "
                              f"{proc.stderr.strip()}")

@@ -25,6 +25,7 @@ from gapship.providers.python import (
     find_host_python,
 )
 from gapship.stage import graft, relocate
+from gapship.tools import hermetic_env
 
 
 def _exclusions() -> dict[str, list[str]]:
@@ -109,7 +110,7 @@ def _site_packages(root: Path, exe: Path, minor: str) -> Path:
     """PREFIX/lib/python3.X/site-packages, made a site dir of the staged interpreter."""
     proc = subprocess.run([str(exe), "-I", "-B", "-c",
                            "import json, site; print(json.dumps(site.getsitepackages()))"],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, env=hermetic_env())
     if proc.returncode != 0:
         tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
         raise StageError(f"the staged interpreter does not run on this builder: {tail}")
