@@ -18,8 +18,10 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from gapship.errors import GapshipError
+from gapship.node.archs import cc_of_arch
 
 SCHEMA_VERSION = 1
+# how the data files name architectures (SASS only); gapship.node.archs says what each covers
 _ARCH = re.compile(r"^sm_(\d+)$")
 
 
@@ -37,30 +39,6 @@ def vtuple(text: str) -> tuple[int, ...]:
 def driver_text(version: tuple[int, ...]) -> str:
     """(450, 80, 2) -> "450.80.02": NVIDIA writes the parts after the branch with two digits."""
     return ".".join([str(version[0]), *(f"{p:02d}" for p in version[1:])])
-
-
-def cc_of_arch(arch: str) -> tuple[int, int]:
-    """"sm_86" -> (8, 6); "sm_100" -> (10, 0)."""
-    digits = _ARCH.match(arch)
-    if not digits:
-        raise ValueError(arch)
-    n = int(digits.group(1))
-    return n // 10, n % 10
-
-
-def arch_of_cc(cc: tuple[int, int]) -> str:
-    return f"sm_{cc[0]}{cc[1]}"
-
-
-def archs_cover(archs: tuple[str, ...], ptx: bool, cc: tuple[int, int]) -> bool:
-    """Whether a build with these SASS archs (and PTX of the newest when ``ptx``) runs on cc.
-
-    SASS for X.y runs on X.z with z >= y; PTX of arch N is JIT-compiled for any GPU >= N.
-    """
-    ccs = [cc_of_arch(a) for a in archs]
-    if any(c[0] == cc[0] and c[1] <= cc[1] for c in ccs):
-        return True
-    return ptx and bool(ccs) and max(ccs) <= cc
 
 
 @dataclass(frozen=True)

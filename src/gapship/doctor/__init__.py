@@ -13,7 +13,7 @@ from pathlib import Path
 from gapship.shipped import install_shipped
 
 # the files of gapship.node, installed as PREFIX/gapship/node/
-NODE_FILES = ("__init__.py", "base.py", "catalogue.py", "closure.py", "cpu.py",
+NODE_FILES = ("__init__.py", "archs.py", "base.py", "catalogue.py", "closure.py", "cpu.py",
               "diagnoses.json", "elf.py", "environment.py", "frameworks.py", "fwprobe.py",
               "gpu.py", "imports.py", "loader.py", "main.py", "owners.py")
 TARGET_FILES = {"gapship-doctor.sh": ("bin/gapship-doctor", 0o755)}
