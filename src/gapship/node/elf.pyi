@@ -8,7 +8,24 @@ _Path = str | os.PathLike[str]
 ELF_MAGIC: bytes
 ET_EXEC: int
 ET_DYN: int
+PT_LOAD: int
+PT_DYNAMIC: int
+PT_INTERP: int
+DT_NULL: int
+DT_NEEDED: int
+DT_STRTAB: int
+DT_STRSZ: int
+DT_SONAME: int
+DT_RPATH: int
+DT_RUNPATH: int
+DT_FLAGS_1: int
+DT_VERDEF: int
+DT_VERDEFNUM: int
+DT_VERNEED: int
+DT_VERNEEDNUM: int
 DF_1_NODEFLIB: int
+VER_FLG_BASE: int
+VER_FLG_WEAK: int
 MACHINES: dict[int, str]
 
 class ElfError(Exception): ...
