@@ -245,20 +245,26 @@ class Loader(object):
                 return path, "default directory"
         return None, None
 
-    def closure(self, paths, skip=None):
-        """Real paths of the libraries the ELF files ``paths`` need, recursively, where this
-        loader finds them (each file's $ORIGIN is the directory it is given in). Names
-        ``skip(name)`` is true for, and libraries found nowhere, are left out."""
-        found = {}
-        queue, done = list(paths), set()
+    def each_elf(self, queue):
+        """(path, ElfFile) for each path taken off ``queue``, once each; the caller may append
+        to ``queue`` meanwhile. Files that are not ELF, or damaged, are passed over."""
+        done = set()
         while queue:
             path = queue.pop()
             if path in done:
                 continue
             done.add(path)
             obj = self.read(path)
-            if not isinstance(obj, elfmod.ElfFile):
-                continue
+            if isinstance(obj, elfmod.ElfFile):
+                yield path, obj
+
+    def closure(self, paths, skip=None):
+        """Real paths of the libraries the ELF files ``paths`` need, recursively, where this
+        loader finds them (each file's $ORIGIN is the directory it is given in). Names
+        ``skip(name)`` is true for, and libraries found nowhere, are left out."""
+        found = {}
+        queue = list(paths)
+        for path, obj in self.each_elf(queue):
             for name in obj.needed:
                 if skip is not None and skip(name):
                     continue

@@ -1,10 +1,12 @@
 # Types of loader.py for the builder's mypy; loader.py itself runs unannotated on Python 3.6+.
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from .elf import ElfError, ElfFile
 
 _Path = str | os.PathLike[str]
+_P = TypeVar("_P", bound=_Path)
 
 LD_SO_CACHE: str
 
@@ -26,6 +28,7 @@ class Loader:
     def cache_lookup(self, soname: str, elf_class: int, machine: int) -> Iterator[str]: ...
     def find(self, name: str, obj: ElfFile, loaders: Sequence[ElfFile] = ...,
              origin: str | None = ...) -> tuple[str, str] | tuple[None, None]: ...
+    def each_elf(self, queue: list[_P]) -> Iterator[tuple[_P, ElfFile]]: ...
     def closure(self, paths: Iterable[_Path],
                 skip: Callable[[str], bool] | None = ...) -> list[str]: ...
 

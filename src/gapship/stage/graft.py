@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gapship.compat import is_system_library
 from gapship.errors import StageError
-from gapship.node.elf import ElfError, ElfFile, iter_elf_paths, read_elf
+from gapship.node.elf import ElfError, iter_elf_paths, read_elf
 from gapship.node.loader import Loader
 from gapship.tools import hermetic_env, patchelf_bin
 
@@ -49,15 +49,7 @@ def graft(stage: Path, elf_files: list[Path], originals: dict[Path, Path], src_p
     # the builder's LD_LIBRARY_PATH plays no part: nothing in its shell changes what is packed
     loader = Loader("", sysroot=sysroot)
     queue = list(elf_files)
-    done: set[Path] = set()
-    while queue:
-        staged = queue.pop()
-        if staged in done:
-            continue
-        done.add(staged)
-        info = loader.read(staged)
-        if not isinstance(info, ElfFile):
-            continue
+    for staged, info in loader.each_elf(queue):
         original = originals.get(staged, staged)
         deps = closure.dep_dirs.setdefault(staged, set())
         for name in info.needed:
