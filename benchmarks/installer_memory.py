@@ -23,7 +23,8 @@ from pathlib import Path
 from gapship import activate
 from gapship.bundle import write_bundle
 from gapship.files import write_json
-from gapship.stage.manifest import MANIFEST, build_manifest
+from gapship.node import layout
+from gapship.stage.manifest import build_manifest
 
 LIMIT_MB = 64
 
@@ -42,7 +43,7 @@ def make_tree(root: Path, total: int) -> int:
         (root / f"blob{i:03d}.bin").write_bytes(os.urandom(min(chunk, total - written)))
         written += min(chunk, total - written)
         i += 1
-    write_json(root / MANIFEST, build_manifest(root))
+    write_json(root / layout.MANIFEST, build_manifest(root))
     return written
 
 

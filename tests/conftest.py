@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from gapship.errors import GapshipError
+from gapship.providers.python import find_host_python
 from gapship.tools import tool_path
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -31,6 +33,16 @@ def require_tool(name: str) -> str:
     require(path is not None, f"{name} is not installed")
     assert path is not None
     return path
+
+
+def require_python(minor: str) -> str:
+    """A CPython ``minor`` on this machine, found the way gapship finds the builder's own
+    (pyenv, uv's Pythons, /usr/local/bin, /usr/bin, PATH)."""
+    try:
+        return str(find_host_python(minor).executable)
+    except GapshipError:
+        require(False, f"no Python {minor} on this machine (pyenv, uv or the system's)")
+        raise
 
 
 def gapship(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:

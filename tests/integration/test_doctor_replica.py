@@ -16,7 +16,7 @@ from typing import Any
 
 from gapship import doctor
 from gapship.cache import cache_dir
-from gapship.replica import Replica, debian_mirror, replica, rootfs_dir
+from gapship.replica import Replica, debian_mirror, replica
 from tests.conftest import require, require_tool
 from tests.integration.conftest import need_replica
 from tests.unit.doctor_fakes.build import fake_cuda, shared
@@ -100,12 +100,17 @@ def bullseye_python() -> Path:
     if (dest / "usr" / "bin" / "python3.9").exists():
         return dest
     apt_get, dpkg_deb = require_tool("apt-get"), require_tool("dpkg-deb")
-    keys = rootfs_dir("bullseye") / "etc" / "apt" / "trusted.gpg.d"
+    # Debian's current keyring (setup.sh installs debian-archive-keyring): the archive signs
+    # old releases' indexes with today's keys, which a bullseye rootfs of its day lacks.
+    keyring = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+    require(keyring.is_file(), "debian-archive-keyring is not installed")
     work = dest.with_name(dest.name + ".work")
     shutil.rmtree(work, ignore_errors=True)
     for sub in ("etc/apt/preferences.d", "etc/apt/sources.list.d", "lists/partial",
-                "archives/partial", "debs"):
+                "archives/partial", "debs", "keys"):
         (work / sub).mkdir(parents=True, exist_ok=True)
+    keys = work / "keys"
+    shutil.copy(keyring, keys)
     (work / "status").write_text("")
     (work / "etc/apt/sources.list").write_text(f"deb {debian_mirror()} bullseye main\n")
     opts = ["-q", "-o", f"Dir={work}", "-o", f"Dir::State::status={work / 'status'}",

@@ -41,9 +41,9 @@ def version_of(lock: Lock, name: str) -> str:
     return next(f.version for f in lock.files if f.name == name)
 
 
-def wheels_gpu(cuda: str) -> GpuPlan:
+def wheels_gpu(cuda: str, nvcc: bool = True) -> GpuPlan:
     return GpuPlan(framework=None, framework_version=None, cuda=cuda, cudnn=None,
-                   cuda_source="wheels", min_driver=None, nvcc=True)
+                   cuda_source="wheels", min_driver=None, nvcc=nvcc)
 
 
 def packed(work: Path, lock: Lock, target: Path) -> Path:
@@ -99,14 +99,17 @@ python gpu_check.py > gpu-check.txt || true
 
 def test_cu13_nvcc_answers_from_cuda_home(gpu_work: Path, trixie_target: Path,
                                           trixie: Replica) -> None:
+    # as users write it: the nvcc wheel named in packages, cuda.nvcc not set
     lock = hand_lock("cu13", ("nvidia-cuda-runtime", "nvidia-cuda-nvcc"), trixie_target,
-                     wheels_gpu("13"))
+                     wheels_gpu("13", nvcc=False))
     bundle = packed(gpu_work, lock, trixie_target)
     script = """set -e
 sh cu13.run --prefix ~/envs/cu13 >/dev/null
 . ~/envs/cu13/activate
-"$CUDA_HOME/bin/nvcc" -V
+nvcc -V
 [ "$(command -v nvcc)" = "$CUDA_HOME/bin/nvcc" ]
+deactivate
+! command -v nvcc
 """
     proc = trixie.run(script, [(bundle, "/home/user/cu13.run")])
     assert proc.returncode == 0, proc.stdout + proc.stderr

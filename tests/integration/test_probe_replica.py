@@ -69,6 +69,17 @@ def test_probe_in_a_replica_says_what_it_has(release: str, shell: str, tmp_path:
     assert data["libc"]["version"] == glibc_of(root)
     assert data["libc"]["glibcxx"] == newest_glibcxx(root)
 
+    # the libraries the loader finds there: what pack checks the bundle's needs against
+    libraries = data["libraries"]
+    assert libraries["source"] == "ldconfig"  # /sbin is not on the user's PATH; found anyway
+    on_disk = {p.name for d in (LIBDIR, Path("lib/x86_64-linux-gnu")) if (root / d).is_dir()
+               for p in (root / d).iterdir() if p.name.startswith("lib") and ".so." in p.name}
+    sonames = set(libraries["sonames"])
+    assert {"libc.so.6", "libstdc++.so.6", "libz.so.1"} <= sonames
+    assert {n for n in on_disk if n.count(".so.") == 1 and n.split(".so.")[1].isdigit()
+            } <= sonames
+    assert "libgomp.so.1" not in sonames and "libGL.so.1" not in sonames  # not in minbase
+
     host_flags = set()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("flags"):

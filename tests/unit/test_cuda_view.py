@@ -173,6 +173,21 @@ def test_activation_leaves_out_a_library_dir_a_wheel_does_not_have(tmp_path: Pat
     assert ("ld_library_path", "nvidia/cuda_nvcc/lib") not in settings
 
 
+@pytest.mark.parametrize("asked", [False, True])
+def test_tools_in_the_view_go_on_path_whoever_asked_for_them(tmp_path: Path, asked: bool
+                                                             ) -> None:
+    """packages = ["nvidia-cuda-runtime", "nvidia-cuda-nvcc"] ships nvcc without cuda.nvcc."""
+    root, site = env_tree(tmp_path)
+    cuda.build_cuda_view(root, cu13_site(site), gpu_plan(cuda="13.0", nvcc=asked))
+    assert ("path", "cuda/bin") in cuda.activation_settings(gpu_plan(nvcc=asked), root)
+
+
+def test_a_view_without_tools_adds_nothing_to_path(tmp_path: Path) -> None:
+    root, _ = env_tree(tmp_path)
+    put(root / "cuda" / "bin" / "README", "not a tool\n")
+    assert ("path", "cuda/bin") not in cuda.activation_settings(gpu_plan(), root)
+
+
 # ---- local toolkits
 
 def compile_lib(out: Path, source: str, soname: str) -> Path:

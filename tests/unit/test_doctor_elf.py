@@ -3,7 +3,6 @@ ldconfig and gcc."""
 
 from __future__ import annotations
 
-import glob
 import shutil
 import struct
 import subprocess
@@ -19,10 +18,9 @@ from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
 
 from gapship.node import elf as elfmod
 from gapship.node.loader import Loader, read_ld_cache
-from tests.conftest import require, require_tool
+from tests.conftest import require, require_python, require_tool
 from tests.unit.doctor_fakes.build import MAP_V2, PKGDEP_V2, cc, shared
 
-PY36 = sorted(glob.glob("/root/.pyenv/versions/3.6*/bin/python3.6"))
 SRC = Path(__file__).resolve().parents[2] / "src" / "gapship" / "node"
 
 
@@ -209,7 +207,7 @@ def test_search_order_of_the_dynamic_loader(tmp_path: Path) -> None:
 
 
 def test_runs_on_python_36() -> None:
-    require(bool(PY36), "no Python 3.6 under /root/.pyenv")
+    python36 = require_python("3.6")
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from node import elf, loader; "
             "libc = elf.read_elf('/lib/x86_64-linux-gnu/libc.so.6'); "
             "print(libc.soname, loader.Loader('').find('libm.so.6', libc)[1]); "
@@ -217,7 +215,7 @@ def test_runs_on_python_36() -> None:
             "print(len(inside.closure(['/lib/x86_64-linux-gnu/libm.so.6'])), "
             "elf.version_needs({'/lib/x86_64-linux-gnu/libm.so.6': 'libm'}, "
             "lambda name: True).misfits((2, 0), None)[0].family)")
-    proc = subprocess.run([PY36[0], "-I", "-c", code, str(SRC.parent)], capture_output=True,
+    proc = subprocess.run([python36, "-I", "-c", code, str(SRC.parent)], capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["libc.so.6", "ld.so.cache", "0", "GLIBC"]

@@ -3,7 +3,6 @@ oldest and the newest Python it supports, with and without a (fake) NVIDIA drive
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -20,12 +19,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from gapship import doctor
-from tests.conftest import require, require_tool
+from tests.conftest import require_python, require_tool
 from tests.unit.doctor_fakes.build import fake_cuda
 
 NODE = Path(doctor.__file__).resolve().parent.parent / "node"
-PYTHONS = {"3.6": sorted(glob.glob("/root/.pyenv/versions/3.6*/bin/python3.6")),
-           "builder": [sys.executable]}
+# the oldest Python the doctor supports, and the builder's
 
 
 def test_every_file_of_the_package_is_shipped() -> None:
@@ -84,14 +82,14 @@ def doctor_run(prefix: Path, *args: str, env: dict[str, str] | None = None,
     return proc.returncode, json.loads(proc.stdout)
 
 
-@pytest.mark.parametrize("which", sorted(PYTHONS))
+@pytest.mark.parametrize("which", ["3.6", "builder"])
 def test_installed_doctor_runs(which: str, tmp_path: Path) -> None:
-    require(bool(PYTHONS[which]), f"no Python {which} here")
+    python = sys.executable if which == "builder" else require_python(which)
     driver_dir = fake_cuda(tmp_path / "fakes")
     only_driver = tmp_path / "driver"
     only_driver.mkdir()
     shutil.copy(driver_dir / "libcuda.so.1", only_driver / "libcuda.so.1")
-    prefix = make_prefix(tmp_path, PYTHONS[which][0], driver_dir)
+    prefix = make_prefix(tmp_path, python, driver_dir)
 
     rc, report = doctor_run(prefix, "--quick", env={"LD_LIBRARY_PATH": str(only_driver)})
     failing = [c for c in report["checks"]

@@ -13,7 +13,8 @@ import pytest
 from gapship import activate
 from gapship.bundle import write_bundle
 from gapship.files import write_json
-from gapship.stage.manifest import MANIFEST, build_manifest
+from gapship.node import layout
+from gapship.stage.manifest import build_manifest
 from tests.conftest import SHELLS, shell_argv
 
 
@@ -27,7 +28,7 @@ def make_tree(root: Path, name: str = "tiny", big: int = 0, marker: str = "one")
     if big:
         (root / "data.bin").write_bytes(os.urandom(big))
     activate.install_target_files(root)
-    write_json(root / MANIFEST, build_manifest(root))
+    write_json(root / layout.MANIFEST, build_manifest(root))
     return root
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import gapship as gapship_package
 from gapship.errors import TargetError
 from gapship.probe import load_target, parse_target, probe_script
 from tests.conftest import SHELLS, gapship, shell_argv
@@ -112,3 +114,16 @@ def test_target_show_summarises_a_recorded_target(machine: str, fragments: list[
     assert proc.returncode == 0, proc.stderr
     for fragment in fragments:
         assert fragment in proc.stdout
+
+
+def test_only_the_probe_reads_the_record_of_the_target() -> None:
+    # TargetInfo's typed fields are the interface; the probe's JSON stays inside probe/
+    src = Path(gapship_package.__file__).parent
+    readers = []
+    for path in sorted(src.rglob("*.py")):
+        if path.is_relative_to(src / "probe"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("raw", "_record"):
+                readers.append(f"{path.relative_to(src)}:{node.lineno}: .{node.attr}")
+    assert readers == [], "read TargetInfo's typed fields instead of the probe's JSON"

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from gapship.probe import parse_target
+from gapship.probe import FoundFile, Gpu, ProbedPython, parse_target
 from tests.fixtures.targets import (
     TARGETS,
     fixture_env,
@@ -87,17 +87,64 @@ def test_recorded_target_holds_the_machines_facts(name: str) -> None:
     assert schema_errors(data) == []
     info = parse_target(data, name)
     assert (info.os_id, info.os_version) == facts.os
-    assert (data["libc"]["family"], data["libc"]["version"]) == facts.libc
+    assert info.libc == " ".join(facts.libc)
     assert info.glibcxx == facts.glibcxx
     assert info.x86_64_level == facts.level
     assert ("avx2" in info.cpu_flags) == facts.avx2
-    nv = data["nvidia"]
-    assert nv["driver_version"] == facts.driver
-    assert tuple(g["name"] for g in nv["gpus"]) == facts.gpus
-    assert {g["compute_capability"] for g in nv["gpus"]} <= {facts.compute_capability}
-    assert nv["uvm_loaded"] is facts.uvm
-    assert data["site"]["module_system"] == facts.modules
-    assert ("srun" in data["site"]["schedulers"]) == facts.slurm
+    assert info.driver_version == (dotted(facts.driver) if facts.driver else None)
+    assert tuple(g.name for g in info.gpus) == facts.gpus
+    expected_cc = dotted(facts.compute_capability) if facts.compute_capability else None
+    assert {g.compute_capability for g in info.gpus} <= {expected_cc}
+    assert info.uvm_loaded is facts.uvm
+    assert info.site.module_system == facts.modules
+    assert ("srun" in info.site.schedulers) == facts.slurm
+    assert info.to_json() == data
+
+
+def dotted(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("."))
+
+
+def test_the_record_is_typed_from_every_section() -> None:
+    info = parse_target(fixture_target("rocky8-a100"), "rocky8-a100")
+    assert info.gpus[0] == Gpu("NVIDIA A100-SXM4-80GB", (8, 0), 81920)
+    assert info.driver_version == (525, 105, 17)
+    assert info.glibc_version == (2, 28) and info.libc_version == (2, 28)
+    assert all(isinstance(p, ProbedPython) and p.path.startswith("/") for p in info.pythons)
+    assert all(isinstance(t, FoundFile) for t in info.cuda_toolkits + info.cudnn_headers)
+    assert info.site.container_runtime == "apptainer"
+    assert dict(info.site.tools)["tar"] is True
+    musl = parse_target(fixture_target("alpine-musl"), "alpine-musl")
+    assert (musl.libc_version, musl.glibc_version) == ((1, 2, 4), None)
+
+
+def test_sections_an_older_probe_lacks_are_unknown() -> None:
+    data = fixture_target("rocky8-a100")
+    for section in ("nvidia", "pythons", "site", "shells", "host", "memory_kb", "libraries"):
+        del data[section]
+    del data["libc"]["cxxabi"], data["libc"]["gcc"]
+    data["nvidia"] = {"gpus": [{"name": "Tesla K80"}, "junk"]}
+    info = parse_target(data, "old")
+    # a probe 1 result: no library list, which is not the same as an empty one
+    assert info.libraries is None and info.cxxabi_version is None
+    assert info.gpus == (Gpu("Tesla K80", None, None),)
+    assert (info.driver_version, info.uvm_loaded, info.memory_kb, info.bin_sh) == (None,) * 4
+    assert info.pythons == () and info.site.tools == () and info.site.schedulers == ()
+
+
+def test_the_libraries_the_loader_finds_are_typed() -> None:
+    info = parse_target(fixture_target("centos7-v100"), "centos7")
+    assert info.libraries_source == "directories"
+    assert info.libraries is not None and "libstdc++.so.6" in info.libraries
+    assert info.cxxabi_version == (1, 3, 7)
+
+
+def test_the_record_is_kept_apart_from_its_readers() -> None:
+    data = fixture_target("ubuntu2204-h100")
+    info = parse_target(data, "h100")
+    data["nvidia"]["driver_version"] = "1.0"
+    info.to_json()["nvidia"]["driver_version"] = "2.0"
+    assert info.to_json()["nvidia"]["driver_version"] == "550.54.15"
 
 
 @pytest.mark.parametrize("name", sorted(MACHINES))
@@ -161,7 +208,7 @@ def test_musl_is_known_by_its_loader_when_ldd_is_missing(tmp_path: Path) -> None
     machine = copy_machine("alpine-musl", tmp_path)
     (machine / "bin" / "ldd").unlink()
     assert replay_json(machine)["libc"] == {"family": "musl", "version": None, "glibcxx": None,
-                                            "libstdcxx": None}
+                                            "cxxabi": None, "gcc": None, "libstdcxx": None}
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gapship.node import layout
 from gapship.shipped import install_shipped
 
 # file in this package -> place in the environment tree, and its mode
 TARGET_FILES = {
-    "activate.sh.in": ("gapship/activation/activate.sh.in", 0o644),
-    "write-activation.sh": ("gapship/libexec/write-activation.sh", 0o755),
-    "gapship-rehome.sh": ("bin/gapship-rehome", 0o755),
+    "activate.sh.in": (layout.ACTIVATION_TEMPLATE, 0o644),
+    "write-activation.sh": (layout.WRITE_ACTIVATION, 0o755),
+    "gapship-rehome.sh": (layout.REHOME, 0o755),
 }
 
 

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from gapship import ui
 from gapship.errors import BundleError
-from gapship.stage.manifest import MANIFEST
+from gapship.node import layout
 
 _WIDTH = 20
 
@@ -93,7 +93,7 @@ class _GzipStream:
 def _members(root: Path) -> list[Path]:
     """Every path in the tree, directories before their contents, the manifest last."""
     paths = sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix())
-    manifest = root / MANIFEST
+    manifest = root / layout.MANIFEST
     return [p for p in paths if p != manifest] + [manifest]
 
 
@@ -106,8 +106,8 @@ def _normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
 def write_bundle(root: Path, out: Path, *, name: str, version: str, python: str,
                  installed_bytes: int, level: int = 6) -> BundleInfo:
     """Write ``out`` atomically from the tree at ``root``."""
-    if not (root / MANIFEST).is_file():
-        raise BundleError(f"{root} has no {MANIFEST}; stage the tree first.")
+    if not (root / layout.MANIFEST).is_file():
+        raise BundleError(f"{root} has no {layout.MANIFEST}; stage the tree first.")
     members = _members(root)
 
     def header_for(header_bytes: int, payload_bytes: int, sha256: str) -> bytes:

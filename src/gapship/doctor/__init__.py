@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gapship.node import layout
 from gapship.shipped import install_shipped
 
-# the files of gapship.node, installed as PREFIX/gapship/node/
+# the files of gapship.node, installed in PREFIX/gapship/node/ (layout.NODE)
 NODE_FILES = ("__init__.py", "archs.py", "base.py", "catalogue.py", "closure.py", "cpu.py",
               "diagnoses.json", "elf.py", "environment.py", "frameworks.py", "fwprobe.py",
-              "gpu.py", "imports.py", "loader.py", "main.py", "owners.py")
-TARGET_FILES = {"gapship-doctor.sh": ("bin/gapship-doctor", 0o755)}
+              "gpu.py", "imports.py", "layout.py", "loader.py", "main.py", "owners.py")
+TARGET_FILES = {"gapship-doctor.sh": (layout.DOCTOR, 0o755)}
 
 
 def install_target_files(root: Path) -> None:
     """Copy the doctor and its wrapper into a staged tree."""
     install_shipped(__package__, TARGET_FILES, root)
     install_shipped("gapship.node",
-                    {name: (f"gapship/node/{name}", 0o644) for name in NODE_FILES}, root)
+                    {name: (f"{layout.NODE}/{name}", 0o644) for name in NODE_FILES}, root)

@@ -4,6 +4,7 @@
 import os
 import platform
 
+from . import layout
 from .base import FAIL, PASS, WARN, Check, listing, load_json
 
 GROUP = "cpu"
@@ -81,7 +82,7 @@ def missing_for(need, flags):
 
 
 def load_needs(prefix):
-    data = load_json(os.path.join(prefix, "gapship", "cpu_needs.json"), {}) or {}
+    data = load_json(os.path.join(prefix, layout.CPU_NEEDS), {}) or {}
     return data.get("needs") or []
 
 

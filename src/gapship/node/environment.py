@@ -3,6 +3,7 @@
 import os
 import sys
 
+from . import layout
 from .base import FAIL, PASS, WARN, Check, listing
 
 GROUP = "environment"
@@ -38,7 +39,7 @@ def check_interpreter(prefix):
 def check_location(prefix):
     recorded = None
     try:
-        with open(os.path.join(prefix, "gapship", "prefix")) as fh:
+        with open(os.path.join(prefix, layout.PREFIX_RECORD)) as fh:
             recorded = fh.read().strip()
     except (OSError, IOError):
         pass

@@ -9,6 +9,7 @@ the driver and against what the plan chose (PREFIX/gapship/gpu.json).
 import os
 import re
 
+from . import layout
 from .archs import arch_covers, arch_of_cc
 from .base import FAIL, PASS, SKIP, WARN, Check, load_json
 from .catalogue import catalogue
@@ -180,7 +181,7 @@ def cuda_version_text(number):
 
 def gpu_facts(prefix):
     """PREFIX/gapship/gpu.json (what the plan chose), or {}."""
-    return load_json(os.path.join(prefix, "gapship", "gpu.json"), {}) or {}
+    return load_json(os.path.join(prefix, layout.GPU), {}) or {}
 
 
 def expects_gpu(facts, sonames):

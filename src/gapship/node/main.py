@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from . import closure, cpu, environment, frameworks, gpu, imports
+from . import closure, cpu, environment, frameworks, gpu, imports, layout
 from .base import FAIL, PASS, SCHEMA_VERSION, SKIP, STATUSES, WARN, Check, load_json
 from .owners import Owners
 
@@ -54,10 +54,10 @@ def run_checks(prefix, timeout, quick=False, no_gpu=False, framework_timeout=600
     state = Run()
     context = {"prefix": prefix, "gpu_node_command": environment.gpu_node_command(prefix)}
     python = os.path.join(prefix, "bin", "python3")
-    env_info = load_json(os.path.join(prefix, "gapship", "environment.json"))
+    env_info = load_json(os.path.join(prefix, layout.ENVIRONMENT))
     if env_info is None:
         state.checks.append(Check("environment", "environment.json", FAIL,
-                                  "gapship/environment.json is missing or unreadable",
+                                  "%s is missing or unreadable" % layout.ENVIRONMENT,
                                   "The install is incomplete: install the bundle again."))
         env_info = {"distributions": []}
     distributions = env_info.get("distributions", [])

@@ -3,6 +3,7 @@
 import glob
 import os
 
+from . import layout
 from .base import load_json
 
 INTERPRETER = "the interpreter"
@@ -44,8 +45,7 @@ class Owners(object):
     def __init__(self, prefix, site_packages=None):
         self.prefix = os.path.abspath(prefix)
         if site_packages is None:
-            environment = load_json(os.path.join(self.prefix, "gapship", "environment.json"),
-                                    {})
+            environment = load_json(os.path.join(self.prefix, layout.ENVIRONMENT), {})
             site_packages = environment.get("site_packages")
         sites = [os.path.join(self.prefix, site_packages)] if site_packages else \
             glob.glob(os.path.join(self.prefix, "lib", "python3*", "site-packages"))
@@ -59,7 +59,7 @@ class Owners(object):
                     path = os.path.normpath(os.path.join(site, rel))
                     self.by_path[path] = name
                     self.by_name.setdefault(os.path.basename(path), []).append((name, path))
-        manifest = load_json(os.path.join(self.prefix, "gapship", "manifest.json"), {})
+        manifest = load_json(os.path.join(self.prefix, layout.MANIFEST), {})
         for entry in manifest.get("files", []) + manifest.get("symlinks", []):
             path = os.path.normpath(os.path.join(self.prefix, entry.get("path", "")))
             if path not in self.by_path:

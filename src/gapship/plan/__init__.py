@@ -24,6 +24,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from gapship.compat import CompatData, driver_text, vtuple
 from gapship.compat import load as load_compat
 from gapship.errors import ResolveError
+from gapship.node import layout
 from gapship.plan.gpu import decide as gpu_decide
 from gapship.plan.gpu import node_driver
 from gapship.plan.types import Decision, GpuPlan, Lock, LockedFile
@@ -206,7 +207,7 @@ def cpu_needs_json(lock: Lock) -> dict[str, Any]:
     """PREFIX/gapship/cpu_needs.json: what the doctor checks against /proc/cpuinfo."""
     needs = load_compat().cpu_needs_of([(f.name, f.version) for f in lock.files])
     versions: dict[str, str] = {canonicalize_name(f.name): f.version for f in lock.files}
-    return {"schema_version": 1, "needs": [
+    return {"schema_version": layout.CPU_NEEDS_VERSION, "needs": [
         {"distribution": n.distribution, "version": versions.get(n.distribution),
          "flags": list(n.flags), "x86_64_level": n.x86_64_level, "reason": n.reason,
          "source": n.fact.source, "verified": n.fact.verified} for n in needs]}

@@ -32,8 +32,9 @@ def _vstr(v: tuple[int, ...]) -> str:
 
 def node_driver(spec: Spec, target: TargetInfo) -> tuple[int, ...] | None:
     """The compute nodes' driver: declared in env.toml, else probed; None when unknown."""
-    probed = (target.raw.get("nvidia") or {}).get("driver_version")
-    return _driver_tuple(spec.compute.driver or probed)
+    if spec.compute.driver:
+        return _driver_tuple(spec.compute.driver)
+    return target.driver_version
 
 
 def _driver_tuple(text: str | None) -> tuple[int, ...] | None:
@@ -102,15 +103,12 @@ def node_facts(spec: Spec, target: TargetInfo, compat: CompatData
     """The driver and GPUs (probed, or declared for compute nodes), glibc and CPU."""
     decisions: list[Decision] = []
     warnings: list[str] = []
-    nvidia = target.raw.get("nvidia") or {}
     gpus: list[tuple[str, tuple[int, int]]] = []
     seen: set[str] = set()
-    for gpu in nvidia.get("gpus") or []:
-        name = str(gpu.get("name") or "GPU")
-        cc_text = gpu.get("compute_capability")
-        if cc_text and re.match(r"^\d+\.\d+$", str(cc_text)):
-            cc = vtuple(str(cc_text))
-            gpus.append((name, (cc[0], cc[1])))
+    for gpu in target.gpus:
+        name = gpu.name
+        if gpu.compute_capability is not None:
+            gpus.append((name, gpu.compute_capability))
             continue
         guessed = compat.gpu_model_cc(name)
         if name in seen:

@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gapship.errors import SpecError
-
-LOCK_VERSION = 1
+from gapship.node import layout
 
 
 @dataclass(frozen=True)
@@ -57,10 +56,10 @@ class GpuPlan:
     xla_cuda_data_dir: bool = False
 
     def doctor_json(self) -> dict[str, Any]:
-        """The facts the doctor compares the node with (gpu.json, schema 1)."""
+        """The facts the doctor compares the node with (layout.GPU)."""
         major_minor = [int(p) for p in (self.cuda or "0.0").split(".")[:2]] + [0]
-        return {"schema_version": 1, "framework": self.framework, "cuda": self.cuda,
-                "cudnn": self.cudnn, "cuda_source": self.cuda_source,
+        return {"schema_version": layout.GPU_VERSION, "framework": self.framework,
+                "cuda": self.cuda, "cudnn": self.cudnn, "cuda_source": self.cuda_source,
                 "min_driver": self.min_driver,
                 "min_driver_cuda": major_minor[0] * 1000 + major_minor[1] * 10
                 if self.cuda else None,
@@ -82,7 +81,7 @@ class Lock:
     gpu: GpuPlan | None = None
     warnings: tuple[str, ...] = ()
     indexes: tuple[str, ...] = ()
-    lock_version: int = LOCK_VERSION
+    lock_version: int = layout.LOCK_VERSION
 
     @property
     def python_minor(self) -> str:
@@ -104,9 +103,9 @@ class Lock:
     def from_json(cls, text: str, source: str = "gapship.lock") -> Lock:
         try:
             data: dict[str, Any] = json.loads(text)
-            if data.get("lock_version") != LOCK_VERSION:
+            if data.get("lock_version") != layout.LOCK_VERSION:
                 raise SpecError(f"{source}: lock_version {data.get('lock_version')!r} is not "
-                                f"{LOCK_VERSION}.", "Plan again with this gapship.")
+                                f"{layout.LOCK_VERSION}.", "Plan again with this gapship.")
             return cls(
                 name=data["name"],
                 env_version=data["env_version"],

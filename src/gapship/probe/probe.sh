@@ -14,7 +14,7 @@
 
 # zsh runs this as POSIX sh too (no NOMATCH errors, word splitting as sh)
 [ -n "${ZSH_VERSION-}" ] && emulate sh
-PROBE_VERSION=1
+PROBE_VERSION=2
 SCHEMA_VERSION=1
 # the C locale makes tr ranges and sort orders the same everywhere
 LC_ALL=C; export LC_ALL
@@ -154,10 +154,49 @@ glibcxx=; libstdcxx=
 for d in /usr/lib/x86_64-linux-gnu /usr/lib64 /lib64 /usr/lib/aarch64-linux-gnu /usr/lib /lib/x86_64-linux-gnu /lib; do
     if [ -r "$R$d/libstdc++.so.6" ]; then libstdcxx=$d/libstdc++.so.6; break; fi
 done
+# newest version named $2 (GLIBCXX, CXXABI, GCC) that library file $1 (under the root) defines
+newest_symver() {
+    tr -c 'A-Za-z0-9_.' '\n' < "$R$1" | sed -n "s/^$2_\\([0-9][0-9.]*[0-9]\\)\$/\\1/p" \
+        | sort -u -t. -k1,1n -k2,2n -k3,3n | tail -n 1
+}
+cxxabi=; gcc_s=
 if [ -n "$libstdcxx" ]; then
-    glibcxx=$(tr -c 'A-Za-z0-9_.' '\n' < "$R$libstdcxx" | sed -n 's/^GLIBCXX_\([0-9][0-9.]*[0-9]\)$/\1/p' \
-        | sort -u -t. -k1,1n -k2,2n -k3,3n | tail -n 1)
+    glibcxx=$(newest_symver "$libstdcxx" GLIBCXX)
+    cxxabi=$(newest_symver "$libstdcxx" CXXABI)
 fi
+for d in /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu /lib64 /usr/lib64 /lib/aarch64-linux-gnu /usr/lib/aarch64-linux-gnu /lib /usr/lib; do
+    if [ -r "$R$d/libgcc_s.so.1" ]; then gcc_s=$(newest_symver "$d/libgcc_s.so.1" GCC); break; fi
+done
+
+# ---------------------------------------------------------------- libraries
+# Every shared library the dynamic loader finds without help, by file name: its cache
+# (`ldconfig -p`, or the cache file itself where ldconfig cannot run) and its default
+# directories. gapship checks at pack time that every library the bundle needs is here.
+case $arch in
+    x86_64) abi=x86-64; triplet=x86_64-linux-gnu ;;
+    aarch64) abi=AArch64; triplet=aarch64-linux-gnu ;;
+    *) abi=; triplet= ;;
+esac
+ldconfig=$(find_cmd ldconfig) || ldconfig=
+if [ -z "$ldconfig" ] && [ -z "$R" ]; then
+    # a user's PATH seldom has /sbin; a replay (under a root) uses only its own bin/
+    for l in /sbin/ldconfig /usr/sbin/ldconfig; do [ -x "$l" ] && { ldconfig=$l; break; }; done
+fi
+lib_source=
+cached=
+if [ -n "$ldconfig" ] && [ -n "$abi" ] && cached=$(limited "$ldconfig" -p) && [ -n "$cached" ]; then
+    lib_source=ldconfig
+    cached=$(printf '%s\n' "$cached" | sed -n "s/^[[:space:]]*\([^[:space:]]*\) (.*$abi.*) => .*/\1/p")
+elif [ -r "$R/etc/ld.so.cache" ]; then
+    lib_source=ld.so.cache
+    cached=$(tr -c 'A-Za-z0-9_.+/-' '\n' < "$R/etc/ld.so.cache" | sed -n 's|^.*/||; /^lib.*\.so/p')
+fi
+in_dirs=$(for d in /lib64 /usr/lib64 ${triplet:+/lib/$triplet /usr/lib/$triplet} /lib /usr/lib; do
+    for f in "$R$d"/lib*.so*; do [ -e "$f" ] && printf '%s\n' "${f##*/}"; done
+done)
+[ -z "$lib_source" ] && [ -n "$in_dirs" ] && lib_source=directories
+sonames=$(printf '%s\n%s\n' "$cached" "$in_dirs" | grep '^lib[A-Za-z0-9_.+-]*\.so[A-Za-z0-9_.+-]*$' \
+    | sort -u | sed 's/.*/"&"/' | tr '\n' ',' | sed 's/,$//')
 
 # ---------------------------------------------------------------- CPU, memory
 cpu_model=$(rd /proc/cpuinfo | sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' | head -n 1)
@@ -323,7 +362,8 @@ cat <<EOF
   "redacted": $(jb "$REDACT"),
   "host": {"hostname": $(js "$hostname"), "user": $(js "$user")},
   "os": {"id": $(js "$os_id"), "version_id": $(js "$os_ver"), "pretty_name": $(js "$os_pretty"), "kernel": $(js "$kernel"), "arch": $(js "$arch")},
-  "libc": {"family": $(js "$libc"), "version": $(js "$libc_ver"), "glibcxx": $(js "$glibcxx"), "libstdcxx": $(js "$libstdcxx")},
+  "libc": {"family": $(js "$libc"), "version": $(js "$libc_ver"), "glibcxx": $(js "$glibcxx"), "cxxabi": $(js "$cxxabi"), "gcc": $(js "$gcc_s"), "libstdcxx": $(js "$libstdcxx")},
+  "libraries": {"source": $(js "$lib_source"), "sonames": [$sonames]},
   "cpu": {"model": $(js "$cpu_model"), "cores": $(jn "$cores"), "flags": [$flag_list], "x86_64_level": $(jn "$level")},
   "memory_kb": $(jn "$mem_kb"),
   "storage": {"home": $(js "$home"), "home_free_kb": $(jn "$home_free"), "home_fstype": $(js "$home_fs"), "dir": $(js "$dir_abs"), "dir_free_kb": $(jn "$dir_free"), "dir_fstype": $(js "$dir_fs"), "tmp_noexec": $(jb "$tmp_noexec")},

@@ -13,7 +13,6 @@ says why; when none can, one message says what each would need.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -29,13 +28,11 @@ from gapship.providers.python import (
     PythonInstall,
     TargetPython,
     find_host_python,
-    minor_of,
 )
 from gapship.providers.standalone import from_archive, from_path, from_uv, uv_downloadable
 from gapship.spec import PythonSpec
 
 AUTO_ORDER = ("host", "standalone", "target", "twin")
-_LEADING_NUMBERS = re.compile(r"\d+(?:\.\d+)*")
 
 
 @dataclass(frozen=True)
@@ -93,22 +90,10 @@ def _fitting(python: PythonInstall, target: TargetInfo) -> PythonInstall:
 
 def target_python(target: TargetInfo, minor: str | None) -> TargetPython:
     """The probe's Python of version ``minor`` (else the newest 3.6+) on the target."""
-    found: list[tuple[tuple[int, ...], str]] = []
-    for entry in target.raw.get("pythons") or []:
-        if not isinstance(entry, dict):
-            continue
-        path, version = entry.get("path"), entry.get("version")
-        if not isinstance(path, str) or not isinstance(version, str) or not path.startswith("/"):
-            continue
-        numbers = _LEADING_NUMBERS.match(version)  # "3.9.2+" (Debian) -> (3, 9, 2)
-        key = tuple(int(p) for p in numbers.group().split(".")) if numbers else ()
-        if len(key) < 2 or key[:2] < OLDEST_PYTHON:
-            continue
-        if minor is None or minor_of(version) == minor:
-            found.append((key, path))
+    found = [(p.version, p.path) for p in target.pythons
+             if p.version[:2] >= OLDEST_PYTHON and minor in (None, p.minor)]
     if not found:
-        listed = ", ".join(f"{e.get('version')} ({e.get('path')})"
-                           for e in target.raw.get("pythons") or [] if isinstance(e, dict))
+        listed = ", ".join(f"{p.version_text} ({p.path})" for p in target.pythons)
         wanted = f"Python {minor}" if minor else "Python 3.6 or newer"
         raise Unavailable(f"the probe found no {wanted} on the target"
                           + (f" (it has {listed})" if listed else ""))

@@ -18,6 +18,7 @@ from gapship import activate, doctor, ui
 from gapship.cache import cache_dir
 from gapship.errors import StageError
 from gapship.files import write_json
+from gapship.node import layout
 from gapship.plan import Lock, cpu_needs_json
 from gapship.probe import TargetInfo
 from gapship.providers.python import SYSTEM_PREFIXES, PythonInstall, TargetPython
@@ -127,13 +128,12 @@ def stage_environment(lock: Lock, python: PythonInstall | TargetPython, wheels: 
     activate.install_target_files(root)
     doctor.install_target_files(root)
     dists = manifest.distributions(site)
-    meta = root / "gapship"
-    (meta / "name").write_text(lock.name + "\n", encoding="utf-8")
-    (meta / "version").write_text(lock.env_version + "\n", encoding="utf-8")
-    write_json(meta / "lock.json", json.loads(lock.to_json()))
-    write_json(meta / "cpu_needs.json", cpu_needs_json(lock))
-    write_json(meta / "target.json", target.raw)
-    write_json(meta / "environment.json", {
+    (root / layout.NAME).write_text(lock.name + "\n", encoding="utf-8")
+    (root / layout.VERSION).write_text(lock.env_version + "\n", encoding="utf-8")
+    write_json(root / layout.LOCK, json.loads(lock.to_json()))
+    write_json(root / layout.CPU_NEEDS, cpu_needs_json(lock))
+    write_json(root / layout.TARGET, target.to_json())
+    write_json(root / layout.ENVIRONMENT, {
         "name": lock.name, "version": lock.env_version, "python": python.version,
         "python_source": lock.python_source, "platform_tag": lock.platform_tag,
         "site_packages": site.relative_to(root).as_posix(), "distributions": dists,
@@ -155,7 +155,7 @@ def stage_environment(lock: Lock, python: PythonInstall | TargetPython, wheels: 
     ui.step("checking that no builder path is left")
     # target.json is the probe's record of the target itself, not a trace of the builder.
     relocate.check_no_builder_paths(root, builder_needles(python, work),
-                                    skip=("gapship/target.json",))
+                                    skip=(layout.TARGET,))
     escaping = relocate.symlinks_escaping(root)
     if escaping:
         raise StageError(f"symlinks point outside the environment: {', '.join(escaping[:10])}.")
@@ -164,7 +164,7 @@ def stage_environment(lock: Lock, python: PythonInstall | TargetPython, wheels: 
     warnings += glibc.check_target_runs(glibc.collect_needs(root), target)
 
     data = manifest.build_manifest(root)
-    write_json(root / manifest.MANIFEST, data)
+    write_json(root / layout.MANIFEST, data)
     return StagedTree(root=root, python_minor=python.minor,
                       site_packages=site.relative_to(root).as_posix(),
                       total_bytes=data["total_bytes"], file_count=len(data["files"]),

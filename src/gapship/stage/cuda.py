@@ -23,13 +23,12 @@ from pathlib import Path
 from gapship import ui
 from gapship.errors import StageError
 from gapship.files import write_json
+from gapship.node import layout
 from gapship.plan import GpuPlan
 from gapship.providers.toolkit import ToolkitVersions, cudnn_header_version, read_toolkit_versions
 from gapship.stage.manifest import distributions
 
 VIEW = "cuda"
-GPU_JSON = "gapship/gpu.json"
-ACTIVATE_CONF = "gapship/activate.conf"
 # what nvcc needs beside itself to compile, in a toolkit's bin/ (the rest are other tools)
 _NVCC_TOOLS = ("nvcc", "nvcc.profile", "ptxas", "fatbinary", "nvlink", "cudafe++", "bin2c",
                "crt", "cuobjdump", "nvdisasm", "nvprune")
@@ -275,9 +274,11 @@ def _same_version(found: str | None, planned: str | None) -> bool:
 
 
 def activation_settings(gpu: GpuPlan, root: Path) -> list[tuple[str, str]]:
-    """What activation sets for this GPU stack, prefix-relative (gapship/activate.conf)."""
+    """What activation sets for this GPU stack, prefix-relative (layout.ACTIVATE_CONF)."""
     settings = [("cuda_home", VIEW)]
-    if gpu.nvcc and (root / VIEW / "bin").is_dir():
+    # nvcc or ptxas shipped, asked for or pulled in by a package: `nvcc -V` must just work
+    tools = root / VIEW / "bin"
+    if tools.is_dir() and any(t.is_file() and os.access(t, os.X_OK) for t in tools.iterdir()):
         settings.append(("path", f"{VIEW}/bin"))
     dirs = list(gpu.ld_library_path)
     # legacy frameworks dlopen libcudart.so.9.0 by name: the copied toolkit must be found
@@ -292,9 +293,9 @@ def activation_settings(gpu: GpuPlan, root: Path) -> list[tuple[str, str]]:
 
 def write_activation_conf(gpu: GpuPlan, root: Path) -> None:
     lines = ["# what activation sets for the GPU stack, relative to the prefix; read by",
-             "# gapship/libexec/write-activation.sh at install time and by gapship-rehome",
+             f"# {layout.WRITE_ACTIVATION} at install time and by gapship-rehome",
              *(f"{key}={value}" for key, value in activation_settings(gpu, root))]
-    (root / ACTIVATE_CONF).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / layout.ACTIVATE_CONF).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def stage_gpu(gpu: GpuPlan, root: Path, site_packages: Path) -> list[str]:
@@ -327,6 +328,6 @@ def stage_gpu(gpu: GpuPlan, root: Path, site_packages: Path) -> list[str]:
             warnings.append("nvcc was asked for, and the CUDA wheels carry no nvcc (the CUDA 12 "
                             "nvcc wheel has only ptxas): use CUDA 13 wheels or a local "
                             "toolkit (cuda = { path = ... }) for nvcc")
-    write_json(root / GPU_JSON, gpu.doctor_json())
+    write_json(root / layout.GPU, gpu.doctor_json())
     write_activation_conf(gpu, root)
     return warnings

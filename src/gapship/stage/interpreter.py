@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gapship import ui
 from gapship.errors import StageError
+from gapship.node import layout
 from gapship.node.loader import real_path
 from gapship.providers.python import (
     SYSTEM_PREFIXES,
@@ -148,26 +149,22 @@ def _copy_and_graft(python: PythonInstall, root: Path) -> StagedInterpreter:
     return StagedInterpreter(site=_site_packages(root, exe, python.minor), compiler=exe)
 
 
-PYVENV_CFG = "pyvenv.cfg"
-BASE_PYTHON = "gapship/base-python"
-
-
 def _tie_to_target(python: TargetPython, root: Path) -> StagedInterpreter:
     """An environment for the target's own interpreter: a venv layout without ``venv``.
 
     ``pyvenv.cfg`` makes that interpreter take PREFIX as ``sys.prefix`` and use
     PREFIX/lib/python3.X/site-packages; the installer links ``bin/python3`` to it
-    (gapship/base-python names it), since that absolute link cannot ship.
+    (layout.BASE_PYTHON names it), since that absolute link cannot ship.
     """
     ui.step(f"tying the environment to the target's {python.executable} (Python "
             f"{python.version}); no interpreter ships")
     (root / "bin").mkdir(parents=True, exist_ok=True)
     site = root / "lib" / f"python{python.minor}" / "site-packages"
     site.mkdir(parents=True)
-    (root / PYVENV_CFG).write_text(
+    (root / layout.PYVENV_CFG).write_text(
         f"home = {python.executable.parent}\ninclude-system-site-packages = false\n"
         f"version = {python.version}\n", encoding="utf-8")
-    base = root / BASE_PYTHON
+    base = root / layout.BASE_PYTHON
     base.parent.mkdir(parents=True, exist_ok=True)
     base.write_text(f"{python.executable}\n", encoding="utf-8")
     try:

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gapship.files import sha256_file
-
-MANIFEST = "gapship/manifest.json"
+from gapship.node import layout
 
 
 def build_manifest(root: Path) -> dict[str, Any]:
@@ -19,7 +18,7 @@ def build_manifest(root: Path) -> dict[str, Any]:
     total = 0
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if rel == MANIFEST:
+        if rel == layout.MANIFEST:
             continue
         if path.is_symlink():
             links.append({"path": rel, "target": os.readlink(path)})
@@ -28,7 +27,8 @@ def build_manifest(root: Path) -> dict[str, Any]:
             total += st.st_size
             files.append({"path": rel, "size": st.st_size, "sha256": sha256_file(path),
                           "mode": oct(stat.S_IMODE(st.st_mode))})
-    return {"manifest_version": 1, "total_bytes": total, "files": files, "symlinks": links}
+    return {"manifest_version": layout.MANIFEST_VERSION, "total_bytes": total, "files": files,
+            "symlinks": links}
 
 
 def _record_paths(dist_info: Path) -> list[tuple[str, int]]:
