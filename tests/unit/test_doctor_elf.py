@@ -63,6 +63,8 @@ def with_pyelftools(path: Path) -> dict[str, Any] | None:
         if elf["e_type"] not in ("ET_EXEC", "ET_DYN"):
             return None
         facts["machine"] = elf["e_machine"]
+        facts["interp"] = next((seg.get_interp_name() for seg in elf.iter_segments()
+                                if seg["p_type"] == "PT_INTERP"), None)
         for section in elf.iter_sections():
             if isinstance(section, DynamicSection):
                 for tag in section.iter_tags():
@@ -104,6 +106,7 @@ def test_reads_what_pyelftools_reads(files: Callable[[], list[Path]]) -> None:
         assert mine.rpath == ref["rpath"], path
         assert mine.runpath == ref["runpath"], path
         assert mine.nodeflib == ref["nodeflib"], path
+        assert mine.interp == ref["interp"], path
         assert mine.version_needs == ref["version_needs"], path
         assert mine.version_defs == ref["version_defs"], path
         assert elfmod.MACHINES[mine.machine] == ref["machine"].removeprefix("EM_").lower()
