@@ -14,7 +14,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from gapship.stage.elf import iter_elf_files
+from gapship.stage.graft import elf_files
 from gapship.stage.relocate import neutral_prefix, replace_c_strings
 from gapship.tools import patchelf_bin
 
@@ -38,7 +38,7 @@ def make_install_only_archive(prefix: Path, dest: Path) -> Path:
                                                       "__pycache__", "idlelib", "tkinter",
                                                       "config-*"))
         old = str(prefix).encode()
-        for elf in iter_elf_files(top):
+        for elf in elf_files(top):
             replace_c_strings(elf, old, neutral_prefix(old))
             edit = (["--set-rpath", "$ORIGIN/../lib"] if elf.parent.name in ("bin", "lib")
                     else ["--remove-rpath"])

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from gapship.node.elf import read_elf, version_key
 from gapship.probe import target_schema
 from gapship.replica import HOME, rootfs_dir
-from gapship.stage.elf import read_elf, version_key
 from tests.conftest import require, require_tool
 from tests.fixtures.targets import schema_errors
 from tests.integration.conftest import probe_in
@@ -38,7 +38,7 @@ def glibc_of(root: Path) -> str:
 def newest_glibcxx(root: Path) -> str:
     names: list[bytes] = re.findall(rb"GLIBCXX_(\d+(?:\.\d+)+)\x00",
                                     (root / LIBDIR / "libstdc++.so.6").read_bytes())
-    return max((n.decode() for n in names), key=version_key)
+    return max((n.decode() for n in names), key=lambda n: version_key(f"GLIBCXX_{n}"))
 
 
 def shell_command(shell: str) -> tuple[str, list[tuple[Path, str]]]:

@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from gapship.compat import CompatDataError, _Reader, _torch, archs_cover, load
+from gapship.compat import CompatDataError, _Reader, _torch, load
 from gapship.versions import driver_text
 
 
@@ -25,13 +25,6 @@ def test_every_file_loads_and_every_row_names_a_listed_source() -> None:
     assert data.min_sass("12.0") == (5, 0) and data.min_sass("13.0") == (7, 5)
     assert data.gpu_model_cc("Tesla K80") == (3, 7)
     assert data.gpu_model_cc("NVIDIA A10") == (8, 6) and data.gpu_model_cc("A100-SXM4") == (8, 0)
-
-
-def test_sass_and_ptx_coverage() -> None:
-    assert archs_cover(("sm_50", "sm_60"), False, (6, 1))  # sm_60 SASS runs on 6.1
-    assert not archs_cover(("sm_50", "sm_60"), False, (7, 0))
-    assert archs_cover(("sm_75", "sm_90"), True, (12, 0))  # PTX of the newest is JIT-compiled
-    assert not archs_cover(("sm_75",), True, (7, 0))
 
 
 def _torch_doc() -> dict[str, object]:

@@ -12,9 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.specifiers import SpecifierSet
 
+from gapship.compat import Fact, load
 from gapship.node import gpu
+from gapship.node.archs import arch_covers
 from gapship.node.base import FAIL, PASS, WARN
+from gapship.plan.gpu import Candidate, NodeFacts, problems
 from tests.unit.doctor_fakes.build import fake_cuda
 
 CONTEXT = {"gpu_node_command": "srun -N 1 --gres=gpu:1 /e/bin/gapship-doctor", "prefix": "/e"}
@@ -135,14 +139,38 @@ def test_every_device_is_checked(fakes: Path, node: dict[str, str],
     assert len(facts["devices"]) == 2
 
 
-@pytest.mark.parametrize(("archs", "cc", "covered"), [
-    (["sm_80"], (8, 6), True), (["sm_80"], (9, 0), False), (["sm_86"], (8, 0), False),
-    (["sm_80", "compute_80"], (9, 0), True), (["sm_90+PTX"], (12, 0), True),
-    (["sm_90a"], (9, 0), True), (["sm_90a"], (10, 0), False), (["sm_120"], (12, 1), True),
-    (["sm_50", "sm_60"], (3, 7), False),
+@pytest.mark.parametrize(("archs", "cc", "ptx", "covered"), [
+    (["sm_80"], (8, 6), False, True), (["sm_80"], (9, 0), False, False),
+    (["sm_86"], (8, 0), False, False), (["sm_80", "compute_80"], (9, 0), False, True),
+    (["sm_90+PTX"], (12, 0), False, True), (["sm_90a"], (9, 0), False, True),
+    (["sm_90a"], (10, 0), False, False), (["sm_120"], (12, 1), False, True),
+    (["sm_50", "sm_60"], (3, 7), False, False),
+    (["sm_50", "sm_60"], (6, 1), False, True),  # sm_60 SASS runs on 6.1
+    (["sm_50", "sm_60"], (7, 0), False, False),
+    (["sm_75", "sm_90"], (12, 0), True, True),  # PTX of the newest is JIT-compiled
+    (["sm_75"], (7, 0), True, False), (["sm_90a"], (10, 0), True, False),
 ])
-def test_arch_coverage(archs: list[str], cc: tuple[int, int], covered: bool) -> None:
-    assert gpu.arch_covers(archs, *cc) is covered
+def test_arch_coverage(archs: list[str], cc: tuple[int, int], ptx: bool, covered: bool) -> None:
+    assert arch_covers(archs, cc, ptx) is covered
+
+
+@pytest.mark.parametrize(("cc", "runs"), [((9, 0), True), ((10, 0), False), ((8, 0), False)])
+def test_sm_90a_is_judged_alike_by_plan_and_doctor(
+        cc: tuple[int, int], runs: bool, fakes: Path, node: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build with only sm_90a code: the planner refuses it for a GPU exactly when the doctor
+    says that GPU has no code in it."""
+    build = Candidate(family="torch", release="2.7.0", package="torch", extra=None, cuda=None,
+                      cudnn=None, tag=None, index=None, archs=("sm_90a",), ptx=False,
+                      min_cc=None, min_driver=None, python=SpecifierSet(">=3.9"), glibc=None,
+                      local_toolkit=False, fact=Fact("a test", True))
+    facts = NodeFacts(driver=None, gpus=(("GPU", cc),), glibc=None, cpu_flags=frozenset(),
+                      x86_64_level=None)
+    planned = problems(build, facts, "3.11.7", load())
+    monkeypatch.setenv("FAKE_CU_CC", f"{cc[0]}{cc[1]}")
+    checks, _ = run(fakes, node, dict(PLANNED, archs=["sm_90a"]))
+    refused = [c for c in checks if c.name == "GPU 0 architecture"]
+    assert (not planned) is (not refused) is runs
 
 
 def libs(fakes: Path) -> dict[str, str]:

@@ -13,6 +13,11 @@ from typing import Any
 
 import pytest
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 from gapship import doctor
 from tests.conftest import require_python, require_tool
 from tests.unit.doctor_fakes.build import fake_cuda
@@ -24,6 +29,23 @@ NODE = Path(doctor.__file__).resolve().parent.parent / "node"
 def test_every_file_of_the_package_is_shipped() -> None:
     present = {p.name for p in NODE.iterdir() if p.is_file() and p.suffix in (".py", ".json")}
     assert set(doctor.NODE_FILES) == present
+
+
+def test_the_builders_stubs_match_the_node_code() -> None:
+    """The .pyi files beside the node's modules (types for the builder, never shipped) say
+    what the code has, and mypy reads exactly those modules through them."""
+    src, pyproject = NODE.parents[1], NODE.parents[2] / "pyproject.toml"
+    modules = sorted(f"gapship.node.{p.stem}" for p in NODE.glob("*.pyi"))
+    config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    followed = [name for o in config["tool"]["mypy"]["overrides"]
+                if o.get("follow_imports") == "normal" for name in o["module"]]
+    assert modules and sorted(followed) == modules
+    assert not {f"{m.rsplit('.', 1)[1]}.pyi" for m in modules} & set(doctor.NODE_FILES)
+    proc = subprocess.run([sys.executable, "-m", "mypy.stubtest", "--mypy-config-file",
+                           str(pyproject), *modules],
+                          capture_output=True, text=True, check=False,
+                          env=dict(os.environ, MYPYPATH=str(src)), cwd=pyproject.parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def make_prefix(tmp_path: Path, python: str, driver: Path) -> Path:

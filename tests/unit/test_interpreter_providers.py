@@ -7,6 +7,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -19,14 +20,14 @@ from gapship import providers
 from gapship.activate import install_target_files
 from gapship.cli.python_options import python_spec
 from gapship.errors import SpecError, StageError
+from gapship.node.elf import VersionNeeds, read_elf
+from gapship.node.loader import Loader, real_path
 from gapship.probe import TargetInfo, parse_target
 from gapship.providers import standalone, twin
 from gapship.providers.python import PythonInstall, TargetPython, find_host_python
 from gapship.spec import PythonSpec
-from gapship.stage import glibc
-from gapship.stage.elf import read_elf
-from gapship.stage.graft import find_library, real_path
 from gapship.stage.relocate import neutral_prefix, replace_c_strings
+from tests.conftest import require
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "targets"
 
@@ -56,7 +57,7 @@ def builder(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A builder whose Python needs GLIBC_2.36, that is offline, with no twin rootfs cached."""
     state: dict[str, Any] = {"twins": []}
     monkeypatch.setattr(providers, "find_host_python", lambda minor: HOST)
-    monkeypatch.setattr(providers, "interpreter_needs", lambda python: glibc.VersionNeeds(
+    monkeypatch.setattr(providers, "interpreter_needs", lambda python: VersionNeeds(
         glibc={(2, 36): ["bin/python3.11"]}, glibcxx={}))
     monkeypatch.setattr(providers, "uv_downloadable", lambda minor: True)
 
@@ -193,6 +194,9 @@ def test_twin_rootfs_failure_names_the_mirror_setting(monkeypatch: pytest.Monkey
 # ---------------------------------------------------------------- inside a rootfs
 
 def test_paths_and_libraries_resolve_inside_a_sysroot(tmp_path: Path) -> None:
+    """A rootfs without ld.so.cache: its ld.so.conf dirs, then its default dirs."""
+    some_lib = Path(sys.executable).resolve()
+    lib = Path(real_path("/lib/x86_64-linux-gnu/libz.so.1"))
     root = tmp_path / "rootfs"
     libdir = root / "usr" / "lib" / "x86_64-linux-gnu"
     libdir.mkdir(parents=True)
@@ -202,19 +206,43 @@ def test_paths_and_libraries_resolve_inside_a_sysroot(tmp_path: Path) -> None:
     (root / "etc" / "ld.so.conf.d" / "extra.conf").write_text("/opt/extra/lib\n")
     (root / "opt" / "extra" / "lib").mkdir(parents=True)
     real_lib = root / "opt" / "extra" / "lib" / "libfoo.so.1.2"
-    real_lib.write_bytes(b"not elf")
+    shutil.copy(lib, real_lib)
     (root / "opt" / "extra" / "lib" / "libfoo.so.1").symlink_to("/opt/extra/lib/libfoo.so.1.2")
-    (libdir / "libbar.so.3").write_bytes(b"x")
+    shutil.copy(lib, libdir / "libbar.so.3")
+    (libdir / "libtext.so.4").write_bytes(b"not ELF: ld.so skips it")
+    info = read_elf(some_lib)
+    assert info is not None
+    loader = Loader("", sysroot=root)
+    found, how = loader.find("libfoo.so.1", info)
+    assert (found, how) == (str(root / "opt" / "extra" / "lib" / "libfoo.so.1"),
+                            "default directory")
+    # the absolute link is read inside the rootfs, not on the builder
+    assert loader.real_path(found) == str(real_lib)
+    bar, _ = loader.find("libbar.so.3", info)
+    assert bar is not None and bar.startswith(str(root) + "/")
+    assert real_path(bar, root) == str(libdir / "libbar.so.3")
+    assert loader.find("libtext.so.4", info) == (None, None)
+    assert loader.find("libnone.so.1", info) == (None, None)
+    # a file outside the root is read as it is on the builder
+    assert real_path(some_lib, root) == str(some_lib)
+
+
+def test_a_sysroot_ld_so_cache_is_read_inside_it(tmp_path: Path) -> None:
+    """The rootfs's /etc/ld.so.cache names paths inside it; they are re-rooted."""
+    require(Path("/etc/ld.so.cache").is_file(), "this builder has no ld.so.cache")
+    root = tmp_path / "rootfs"
+    (root / "etc").mkdir(parents=True)
+    shutil.copy("/etc/ld.so.cache", root / "etc" / "ld.so.cache")
     info = read_elf(Path(sys.executable).resolve())
     assert info is not None
-    found = find_library("libfoo.so.1", info, tmp_path, root)
-    assert found == root / "opt" / "extra" / "lib" / "libfoo.so.1"
-    # the absolute link is read inside the rootfs, not on the builder
-    assert real_path(found, root) == real_lib
-    bar = find_library("libbar.so.3", info, tmp_path, root)
-    assert bar == root / "lib" / "x86_64-linux-gnu" / "libbar.so.3"
-    assert real_path(bar, root) == libdir / "libbar.so.3"
-    assert find_library("libnone.so.1", info, tmp_path, root) is None
+    loader = Loader("", sysroot=root)
+    assert loader.find("libc.so.6", info) == (None, None)  # the cache's file is not there
+    libc = Loader("").find("libc.so.6", info)[0]
+    assert libc is not None
+    inside = root / libc.lstrip("/")
+    inside.parent.mkdir(parents=True)
+    shutil.copy(libc, inside)
+    assert Loader("", sysroot=root).find("libc.so.6", info) == (str(inside), "ld.so.cache")
 
 
 def test_neutral_prefix_keeps_merged_string_tails(tmp_path: Path) -> None:

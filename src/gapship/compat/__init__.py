@@ -20,10 +20,12 @@ from packaging.version import InvalidVersion, Version
 
 from gapship import versions
 from gapship.errors import GapshipError
+from gapship.node.archs import cc_of_arch
 
 SCHEMA_VERSION = 1
 # the framework table; also shipped verbatim for the doctor (gapship.doctor)
 FRAMEWORKS_FILE = "frameworks.json"
+# how the data files name architectures (SASS only); gapship.node.archs says what each covers
 _ARCH = re.compile(r"^sm_(\d+)$")
 
 
@@ -33,28 +35,6 @@ class CompatDataError(GapshipError):
     exit_code = 3
 
 
-def cc_of_arch(arch: str) -> tuple[int, int]:
-    """"sm_86" -> (8, 6); "sm_100" -> (10, 0)."""
-    digits = _ARCH.match(arch)
-    if not digits:
-        raise ValueError(arch)
-    n = int(digits.group(1))
-    return n // 10, n % 10
-
-
-def arch_of_cc(cc: tuple[int, int]) -> str:
-    return f"sm_{cc[0]}{cc[1]}"
-
-
-def archs_cover(archs: tuple[str, ...], ptx: bool, cc: tuple[int, int]) -> bool:
-    """Whether a build with these SASS archs (and PTX of the newest when ``ptx``) runs on cc.
-
-    SASS for X.y runs on X.z with z >= y; PTX of arch N is JIT-compiled for any GPU >= N.
-    """
-    ccs = [cc_of_arch(a) for a in archs]
-    if any(c[0] == cc[0] and c[1] <= cc[1] for c in ccs):
-        return True
-    return ptx and bool(ccs) and max(ccs) <= cc
 
 
 @dataclass(frozen=True)
@@ -447,6 +427,19 @@ def _frameworks(r: _Reader) -> tuple[Framework, ...]:
     r.unique([n for f in out for n in f.requirements], "requirements")
     r.unique([n for f in out for n in f.installed_as], "installed_as")
     return tuple(out)
+
+
+@functools.cache
+def system_libraries() -> frozenset[str]:
+    """Library names that every glibc system provides (data/system_libs.json): never shipped."""
+    text = resources.files(__package__).joinpath("data").joinpath("system_libs.json").read_text(
+        encoding="utf-8")
+    return frozenset(json.loads(text)["libraries"])
+
+
+def is_system_library(name: str) -> bool:
+    """Whether every glibc system has ``name`` (the dynamic loaders included)."""
+    return name in system_libraries() or name.startswith("ld-linux")
 
 
 @functools.cache

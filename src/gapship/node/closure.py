@@ -19,36 +19,11 @@ GROUP = "libraries"
 # node. The gpu checks report the driver; here they are not failures.
 DRIVER_LIBRARIES = ("libcuda.so", "libnvidia-", "libnvcuvid.so", "libnvoptix.so",
                     "libcudadebugger.so")
-_SKIP_SUFFIXES = (".py", ".pyc", ".pyi", ".txt", ".json", ".h", ".hpp", ".sh", ".md",
-                  ".html", ".csv", ".c", ".cpp", ".cu", ".cuh", ".pxd", ".pyx", ".typed")
 _MAX_LOADER_DEPTH = 4
 
 
 def is_driver_library(name):
     return name.startswith(DRIVER_LIBRARIES)
-
-
-def _might_be_elf(name, mode):
-    """Cheap filter before opening a file: shared objects and executables only."""
-    if ".so" in name:
-        return True
-    return bool(mode & 0o111) and not name.endswith(_SKIP_SUFFIXES)
-
-
-def iter_elf_paths(prefix):
-    """Paths of the regular files under ``prefix`` that start with the ELF magic."""
-    for root, dirs, files in os.walk(prefix):
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if st.st_mode & 61440 != 32768 or not _might_be_elf(name, st.st_mode):
-                continue
-            if elfmod.read_header(path) is not None:
-                yield path
 
 
 class Scan(object):
@@ -77,7 +52,7 @@ def scan(prefix, loader=None, main_exe=None):
     if not isinstance(main, elfmod.ElfFile):
         main = None
     objs = []
-    for path in iter_elf_paths(prefix):
+    for path in elfmod.iter_elf_paths(prefix):
         obj = loader.read(path)
         if isinstance(obj, elfmod.ElfError):
             result.unreadable.append((path, str(obj)))
@@ -206,18 +181,6 @@ def running_glibc():
         return None
 
 
-def _newest(defs, family):
-    """The newest version of ``family`` (GLIBC_ ...) among ``defs``, by number."""
-    best = None
-    for version in defs:
-        if not version.startswith(family + "_"):
-            continue
-        key = tuple(int(p) for p in version[len(family) + 1:].split(".") if p.isdigit())
-        if best is None or key > best[0]:
-            best = (key, version)
-    return best[1] if best else None
-
-
 def check_closure(prefix, owners=None, loader=None, context=None):
     """Checks of the library closure, and the Scan (for the environment checks)."""
     owners = owners or Owners(prefix)
@@ -312,8 +275,8 @@ def _missing_version(version, provider, paths, owners, loader):
     needers = listing(sorted(p for ps in by_owner.values() for p in ps))
     lib = os.path.basename(provider)
     provider_elf = loader.read(provider)
-    family = version.rsplit("_", 1)[0]
-    newest = _newest(provider_elf.version_defs, family) if isinstance(
+    family = elfmod.version_key(version)[0]
+    newest = elfmod.newest_version(provider_elf.version_defs, family) if isinstance(
         provider_elf, elfmod.ElfFile) else None
     text = "%s: version `%s' not found (required by %s)" % (provider, version,
                                                            listing(sorted(by_owner)))

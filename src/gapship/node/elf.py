@@ -1,11 +1,15 @@
 """Read the dynamic-linking facts of an ELF file with the standard library (struct) only.
 
-The builder reads ELF with pyelftools; the target cannot install it, so this reads what the
-dynamic loader reads: the program headers, PT_INTERP, and the PT_DYNAMIC entries (NEEDED,
-SONAME, RPATH, RUNPATH, FLAGS_1) with the GNU version needs and definitions they point to.
-Nothing is executed or mapped: a file is opened, a few small ranges are read, it is closed.
+The one ELF reader of gapship: the builder (grafting, the glibc check) and the doctor on the
+target both use it. It reads what the dynamic loader reads: the program headers, PT_INTERP,
+and the PT_DYNAMIC entries (NEEDED, SONAME, RPATH, RUNPATH, FLAGS_1) with the GNU version
+needs and definitions they point to. Nothing is executed or mapped: a file is opened, a few
+small ranges are read, it is closed. Symbol versions (GLIBC_2.34) are compared here too.
 """
 
+import collections
+import os
+import re
 import struct
 
 ELF_MAGIC = b"\x7fELF"
@@ -76,6 +80,125 @@ class ElfFile(object):
     def describe_abi(self):
         return "%s %d-bit" % (MACHINES.get(self.machine, "machine %d" % self.machine),
                               self.elf_class)
+
+
+_SKIP_SUFFIXES = (".py", ".pyc", ".pyi", ".txt", ".json", ".h", ".hpp", ".sh", ".md",
+                  ".html", ".csv", ".c", ".cpp", ".cu", ".cuh", ".pxd", ".pyx", ".typed")
+_S_IFMT, _S_IFREG = 0o170000, 0o100000
+
+
+def _might_be_elf(name, mode):
+    """Cheap filter before opening a file: shared objects and executables only."""
+    if ".so" in name:
+        return True
+    return bool(mode & 0o111) and not name.endswith(_SKIP_SUFFIXES)
+
+
+def iter_elf_paths(root, every_file=False):
+    """Paths of the regular files (not links) under ``root`` that start with the ELF magic,
+    sorted by directory. Only shared objects and executables are opened, unless
+    ``every_file``."""
+    for top, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(top, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if st.st_mode & _S_IFMT != _S_IFREG:
+                continue
+            if not every_file and not _might_be_elf(name, st.st_mode):
+                continue
+            if read_header(path) is not None:
+                yield path
+
+
+_VERSION = re.compile(r"^(.*)_(\d+(?:\.\d+)*)$")
+
+
+def version_key(version):
+    """A symbol version's family and numbers: "GLIBC_2.34" -> ("GLIBC", (2, 34)),
+    "GLIBCXX_3.4.30" -> ("GLIBCXX", (3, 4, 30)), "GLIBC_PRIVATE" -> ("GLIBC", ())."""
+    found = _VERSION.match(version)
+    if not found:
+        return (version.rsplit("_", 1)[0], ())
+    return (found.group(1), tuple(int(p) for p in found.group(2).split(".")))
+
+
+def needs_newer(version, have):
+    """Whether the symbol version ``version`` ("GLIBC_2.34", or its numbers (2, 34)) is newer
+    than ``have``, the newest of its family a system provides ((2, 31)). A version without
+    numbers, or an unknown ``have`` (None), is never newer."""
+    numbers = version_key(version)[1] if isinstance(version, str) else tuple(version)
+    return bool(numbers) and have is not None and numbers > tuple(have)
+
+
+def newest_version(versions, family):
+    """The newest version of ``family`` ("GLIBC") among ``versions``, by number, or None."""
+    best = None
+    for version in versions:
+        name, numbers = version_key(version)
+        if name == family and numbers and (best is None or needs_newer(numbers, best[0])):
+            best = (numbers, version)
+    return best[1] if best else None
+
+
+# the symbol-version families checked against a target: glibc's and libstdc++'s
+GLIBC, GLIBCXX = "GLIBC", "GLIBCXX"
+# a family whose newest need (version numbers) is newer than a system has, and who needs it
+Misfit = collections.namedtuple("Misfit", "family newest files")
+
+
+class VersionNeeds(object):
+    """The GLIBC_ and GLIBCXX_ versions some files need from system libraries, and who:
+    ``glibc`` and ``glibcxx`` map version numbers ((2, 34)) to the names of those files."""
+
+    __slots__ = ("glibc", "glibcxx")
+
+    def __init__(self, glibc, glibcxx):
+        self.glibc = glibc
+        self.glibcxx = glibcxx
+
+    def newest_glibc(self):
+        return max(self.glibc) if self.glibc else None
+
+    def newest_glibcxx(self):
+        return max(self.glibcxx) if self.glibcxx else None
+
+    def misfits(self, glibc, glibcxx):
+        """[Misfit] of the families needed newer than a system's ``glibc`` and ``glibcxx``
+        version numbers ((2, 31), (3, 4, 28); None: unknown, never a misfit), glibc first."""
+        found = []
+        for family, by_version, have in ((GLIBC, self.glibc, glibc),
+                                         (GLIBCXX, self.glibcxx, glibcxx)):
+            too_new = dict((v, p) for v, p in by_version.items() if needs_newer(v, have))
+            if too_new:
+                found.append(Misfit(family, max(too_new),
+                                    [f for paths in too_new.values() for f in paths]))
+        return found
+
+
+def version_needs(files, is_system):
+    """The VersionNeeds of ``files`` ({path: the name to report it by}) on the libraries
+    ``is_system(name)`` says a system provides (a wheel's own libstdc++ copy does not count).
+    Files that are not ELF, or damaged, are left out."""
+    found = {GLIBC: {}, GLIBCXX: {}}
+    for path, name in files.items():
+        try:
+            elf = read_elf(path)
+        except ElfError:
+            continue
+        if elf is None:
+            continue
+        for lib, versions in elf.version_needs.items():
+            if not is_system(lib):
+                continue
+            for version, _weak in versions:
+                family, numbers = version_key(version)
+                if numbers and family in found:
+                    found[family].setdefault(numbers, []).append(name)
+    return VersionNeeds(found[GLIBC], found[GLIBCXX])
 
 
 def read_header(path):

@@ -10,6 +10,7 @@ import os
 import re
 
 from . import layout
+from .archs import arch_covers, arch_of_cc
 from .base import FAIL, PASS, SKIP, WARN, Check, load_json
 from .catalogue import catalogue
 
@@ -178,31 +179,6 @@ def cuda_version_text(number):
     return "%d.%d" % (number // 1000, number % 1000 // 10)
 
 
-def arch_covers(archs, major, minor):
-    """True when a build with ``archs`` has code for compute capability major.minor.
-
-    sm_XY (SASS) runs on X.Z for Z >= Y; compute_XY or sm_XY+PTX (PTX) is JIT-compiled for
-    any GPU >= X.Y; an "a" suffix (sm_90a) is for that exact GPU only.
-    """
-    for arch in archs:
-        arch = arch.strip().lower()
-        found = re.match(r"(sm|compute)_(\d+)([af]?)", arch)
-        if not found:
-            continue
-        number = int(found.group(2))
-        have = (number // 10, number % 10)
-        exact_only = found.group(3) == "a"
-        if exact_only:
-            if have == (major, minor):
-                return True
-            continue
-        if (found.group(1) == "compute" or "+ptx" in arch) and have <= (major, minor):
-            return True
-        if have[0] == major and have[1] <= minor:
-            return True
-    return False
-
-
 def gpu_facts(prefix):
     """PREFIX/gapship/gpu.json (what the plan chose), or {}."""
     return load_json(os.path.join(prefix, layout.GPU), {}) or {}
@@ -327,11 +303,11 @@ def _device_checks(drv, index, expected, ctx, facts):
         return [_diagnosed(GROUP, "GPU %d" % index, FAIL, str(exc), ctx)]
     device.update(name=name.value.decode("utf-8", "replace"), memory=memory.value,
                   capability="%d.%d" % (major.value, minor.value))
-    arch = "sm_%d%d" % (major.value, minor.value)
+    arch = arch_of_cc((major.value, minor.value))
     label = "GPU %d: %s, %s, %.1f GiB" % (index, device["name"], arch, memory.value / 2.0 ** 30)
     checks = [Check(GROUP, label, PASS, facts=dict(device))]
     archs = expected.get("archs")
-    if archs and not arch_covers(archs, major.value, minor.value):
+    if archs and not arch_covers(archs, (major.value, minor.value)):
         text = "GPU %d is %s but the build has code only for %s" % (index, arch,
                                                                    " ".join(archs))
         checks.append(_diagnosed(GROUP, "GPU %d architecture" % index, FAIL, text,

@@ -4,8 +4,13 @@ Order, as in glibc's _dl_map_object: DT_RPATH of the object and of the objects t
 it (only when the object has no DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH, /etc/ld.so.cache,
 then the default directories (the last two not for DF_1_NODEFLIB objects). A candidate of
 another ELF class or machine is skipped, as ld.so skips it.
+
+The builder resolves with the same Loader inside a ``sysroot`` (a twin's root filesystem):
+its ld.so.cache and default directories, absolute search paths and the links between files
+are then read under that root, as if it were ``/``.
 """
 
+import glob
 import os
 import struct
 
@@ -72,24 +77,105 @@ def _c_string(data, offset):
     return data[offset:end].decode("utf-8", "replace")
 
 
-class Loader(object):
-    """Resolves NEEDED names for ELF files, caching every file it reads (by real path)."""
+def ld_conf_dirs(sysroot):
+    """Library directories named by ``sysroot``'s /etc/ld.so.conf (includes followed), as
+    paths inside that root: what ldconfig would have put in a cache the root does not have."""
+    dirs = []
 
-    def __init__(self, ld_library_path=None, cache_path=LD_SO_CACHE, default_dirs_fn=None):
+    def read(conf, depth):
+        try:
+            with open(conf, "rb") as fh:
+                lines = fh.read().decode("utf-8", "replace").splitlines()
+        except (OSError, IOError):
+            return
+        for line in lines:
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("include ") and depth < 4:
+                pattern = line.split(None, 1)[1]
+                for included in sorted(glob.glob(reroot(sysroot, pattern))):
+                    read(included, depth + 1)
+            elif line.startswith("/"):
+                dirs.append(line)
+
+    read(reroot(sysroot, "/etc/ld.so.conf"), 0)
+    return dirs
+
+
+def reroot(sysroot, path):
+    """``path`` as seen from inside ``sysroot`` (None: the running system's own /)."""
+    if sysroot is None:
+        return path
+    return os.path.join(sysroot, path.lstrip("/"))
+
+
+def _sysroot(sysroot):
+    """None for the running system's own / (however it is spelled), else the absolute root."""
+    if not sysroot:
+        return None
+    sysroot = os.path.abspath(sysroot)
+    return None if sysroot == os.sep else sysroot
+
+
+def real_path(path, sysroot=None):
+    """``path`` with every symbolic link followed; a path under ``sysroot`` has its absolute
+    links read inside that root, as if it were ``/``."""
+    sysroot = _sysroot(sysroot)
+    rel = os.path.relpath(os.path.abspath(path), sysroot) if sysroot else os.pardir
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        return os.path.realpath(path)
+    parts = [p for p in rel.split(os.sep) if p not in ("", os.curdir)]
+    current = sysroot
+    for _ in range(64 * (len(parts) + 1)):
+        if not parts:
+            return current
+        part = parts.pop(0)
+        candidate = os.path.join(current, part)
+        if part == os.pardir:
+            current = os.path.dirname(current) if current != sysroot else sysroot
+        elif os.path.islink(candidate):
+            link = os.readlink(candidate)
+            parts = [p for p in link.split("/") if p not in ("", os.curdir)] + parts
+            current = sysroot if link.startswith("/") else current
+        else:
+            current = candidate
+    raise OSError("%s: too many levels of symbolic links inside %s" % (path, sysroot))
+
+
+class Loader(object):
+    """Resolves NEEDED names for ELF files, caching every file it reads (by real path).
+
+    ``sysroot``: resolve inside that root filesystem instead of this system's ``/`` (paths
+    that come back are under it; $ORIGIN is where the file lies, never re-rooted).
+    """
+
+    def __init__(self, ld_library_path=None, cache_path=None, default_dirs_fn=None,
+                 sysroot=None):
         if ld_library_path is None:
             ld_library_path = os.environ.get("LD_LIBRARY_PATH", "")
+        self.sysroot = _sysroot(sysroot)
         # ld.so splits on ':' and ';'; an empty entry means the current directory
-        self.ld_library_path = [p or "." for p in
+        self.ld_library_path = [self._inside(p or ".") for p in
                                 ld_library_path.replace(";", ":").split(":")] \
             if ld_library_path else []
-        self.cache_path = cache_path
+        self.cache_path = cache_path or reroot(self.sysroot, LD_SO_CACHE)
         self._cache = None
         self._files = {}
         self._default_dirs = default_dirs_fn or default_dirs
+        self._conf_dirs = None
+
+    def _inside(self, path):
+        return reroot(self.sysroot, path) if path.startswith("/") else path
+
+    def real_path(self, path):
+        """``path`` with its links followed (inside the sysroot)."""
+        return real_path(path, self.sysroot)
 
     def read(self, path):
         """ElfFile, None (not ELF) or an ElfError instance, read once per real path."""
-        real = os.path.realpath(path)
+        try:
+            real = self.real_path(path)
+        except (OSError, IOError):
+            return None
         if real not in self._files:
             try:
                 self._files[real] = elfmod.read_elf(real)
@@ -103,7 +189,7 @@ class Loader(object):
         if self._cache is None:
             self._cache = {}
             for name, flags, path in read_ld_cache(self.cache_path):
-                self._cache.setdefault(name, []).append((flags, path))
+                self._cache.setdefault(name, []).append((flags, self._inside(path)))
         arch = _CACHE_ARCH.get((elf_class, machine))
         for flags, path in self._cache.get(soname, []):
             if flags & 0xff != _FLAG_ELF_LIBC6:
@@ -113,30 +199,36 @@ class Loader(object):
             yield path
 
     def _candidate(self, path, abi):
-        if not os.path.isfile(path):
+        try:
+            if not os.path.isfile(path if self.sysroot is None else self.real_path(path)):
+                return None
+        except (OSError, IOError):
             return None
         found = self.read(path)
         if isinstance(found, elfmod.ElfFile) and found.abi == abi:
             return found
         return None
 
-    def find(self, name, obj, loaders=()):
+    def find(self, name, obj, loaders=(), origin=None):
         """(path, how) where ld.so would find ``name`` for ``obj``; (None, None) if nowhere.
 
         ``loaders`` are the objects that loaded ``obj`` (nearest first), whose DT_RPATH
-        also counts while ``obj`` has no DT_RUNPATH.
+        also counts while ``obj`` has no DT_RUNPATH. ``origin`` is the directory $ORIGIN
+        stands for in ``obj``'s own paths, when ``obj`` was read from a copy of the file.
         """
         abi = obj.abi
         if "/" in name:
-            return (name, "path") if self._candidate(name, abi) else (None, None)
+            path = self._inside(name)
+            return (path, "path") if self._candidate(path, abi) else (None, None)
         searches = []
         if not _real_entries(obj.runpath):
             for owner in (obj, *tuple(loaders)):
                 if not _real_entries(owner.runpath):
                     searches.append(("RPATH of " + os.path.basename(owner.path),
-                                     expand(owner.rpath, owner)))
+                                     self._expand(owner.rpath, owner,
+                                                  origin if owner is obj else None)))
         searches.append(("LD_LIBRARY_PATH", self.ld_library_path))
-        searches.append(("RUNPATH", expand(obj.runpath, obj)))
+        searches.append(("RUNPATH", self._expand(obj.runpath, obj, origin)))
         for how, dirs in searches:
             for directory in dirs:
                 path = os.path.join(directory, name)
@@ -147,21 +239,66 @@ class Loader(object):
         for path in self.cache_lookup(name, obj.elf_class, obj.machine):
             if self._candidate(path, abi):
                 return path, "ld.so.cache"
-        for directory in self._default_dirs(obj.elf_class, obj.machine):
+        for directory in self._system_dirs(obj):
             path = os.path.join(directory, name)
             if self._candidate(path, abi):
                 return path, "default directory"
         return None, None
+
+    def each_elf(self, queue):
+        """(path, ElfFile) for each path taken off ``queue``, once each; the caller may append
+        to ``queue`` meanwhile. Files that are not ELF, or damaged, are passed over."""
+        done = set()
+        while queue:
+            path = queue.pop()
+            if path in done:
+                continue
+            done.add(path)
+            obj = self.read(path)
+            if isinstance(obj, elfmod.ElfFile):
+                yield path, obj
+
+    def closure(self, paths, skip=None):
+        """Real paths of the libraries the ELF files ``paths`` need, recursively, where this
+        loader finds them (each file's $ORIGIN is the directory it is given in). Names
+        ``skip(name)`` is true for, and libraries found nowhere, are left out."""
+        found = {}
+        queue = list(paths)
+        for path, obj in self.each_elf(queue):
+            for name in obj.needed:
+                if skip is not None and skip(name):
+                    continue
+                where, _ = self.find(name, obj, origin=os.path.dirname(os.path.abspath(path)))
+                if where is not None:
+                    real = self.real_path(where)
+                    found.setdefault(real, None)
+                    queue.append(real)
+        return list(found)
+
+    def _system_dirs(self, obj):
+        dirs = list(self._default_dirs(obj.elf_class, obj.machine))
+        # a root without a cache: the directories ldconfig would have cached come first
+        if self.sysroot is not None and not os.path.isfile(self.cache_path):
+            if self._conf_dirs is None:
+                self._conf_dirs = ld_conf_dirs(self.sysroot)
+            dirs = self._conf_dirs + dirs
+        return [self._inside(d) for d in dirs]
+
+    def _expand(self, paths, obj, origin):
+        # absolute entries name the sysroot's directories; $ORIGIN is where the file lies
+        return expand([self._inside(p) for p in _real_entries(paths)], obj, origin)
 
 
 def _real_entries(paths):
     return [p for p in paths if p]
 
 
-def expand(paths, obj):
-    """DT_RPATH/DT_RUNPATH entries with $ORIGIN, $LIB and $PLATFORM expanded for ``obj``."""
-    origin = os.path.dirname(os.path.realpath(obj.path) if obj.interp
-                             else os.path.abspath(obj.path))
+def expand(paths, obj, origin=None):
+    """DT_RPATH/DT_RUNPATH entries with $ORIGIN, $LIB and $PLATFORM expanded for ``obj``
+    (``origin``: the directory $ORIGIN stands for, when not ``obj``'s own)."""
+    if origin is None:
+        origin = os.path.dirname(os.path.realpath(obj.path) if obj.interp
+                                 else os.path.abspath(obj.path))
     lib = "lib64" if obj.elf_class == 64 else "lib"
     platform = elfmod.MACHINES.get(obj.machine, "")
     out = []

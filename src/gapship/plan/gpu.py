@@ -16,11 +16,9 @@ from packaging.version import Version
 from gapship.compat import (
     CompatData,
     Fact,
-    arch_of_cc,
-    archs_cover,
-    cc_of_arch,
 )
 from gapship.errors import CompatError
+from gapship.node.archs import arch_covers, arch_of_cc, cc_of_arch
 from gapship.plan.types import Decision, GpuPlan
 from gapship.probe import TargetInfo
 from gapship.spec import Spec
@@ -247,7 +245,7 @@ def problems(c: Candidate, node: NodeFacts, python_version: str, compat: CompatD
         if c.min_cc and cc < c.min_cc:
             out.append(f"{c.label} needs compute capability >= {dotted(c.min_cc)}; the {name} is "
                        f"{dotted(cc)}")
-        elif c.archs and not archs_cover(c.archs, c.ptx, cc):
+        elif c.archs and not arch_covers(c.archs, cc, c.ptx):
             out.append(f"{c.label} carries {', '.join(c.archs)}"
                        f"{' (+PTX)' if c.ptx else ''}; the {name} is {arch_of_cc(cc)}")
     cpu = _cpu_problem(c, node, compat)
@@ -369,7 +367,7 @@ def _explain(c: Candidate, node: NodeFacts, python_version: str, compat: CompatD
                             ("covered by the build's " + (", ".join(c.archs) + (" +PTX" if c.ptx
                                                                                  else "")
                                                           if c.archs else
-                                                          f"floor sm_{c.min_cc[0]}{c.min_cc[1]}"
+                                                          f"floor {arch_of_cc(c.min_cc)}"
                                                           if c.min_cc else "archs")), source))
     return out
 

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from gapship import ui, versions
+from gapship.compat import is_system_library
 from gapship.errors import GapshipError, StageError
+from gapship.node.elf import GLIBC, VersionNeeds, iter_elf_paths, version_needs
+from gapship.node.loader import Loader
 from gapship.probe import TargetInfo
 from gapship.providers import twin
 from gapship.providers.python import (
@@ -29,9 +32,6 @@ from gapship.providers.python import (
 )
 from gapship.providers.standalone import from_archive, from_path, from_uv, uv_downloadable
 from gapship.spec import PythonSpec
-from gapship.stage import glibc
-from gapship.stage.elf import iter_elf_files
-from gapship.stage.graft import library_closure
 
 AUTO_ORDER = ("host", "standalone", "target", "twin")
 
@@ -53,28 +53,25 @@ class Unavailable(StageError):
     """One source cannot serve this target; ``message`` says why, in a few words."""
 
 
-def interpreter_needs(python: PythonInstall) -> glibc.VersionNeeds:
+def interpreter_needs(python: PythonInstall) -> VersionNeeds:
     """The GLIBC_/GLIBCXX_ needs of an interpreter and the libraries it would graft."""
     elf_files = [python.executable]
     for libdir in {python.stdlib, python.platstdlib}:
-        elf_files += iter_elf_files(libdir / "lib-dynload")
+        elf_files += sorted(Path(p) for p in iter_elf_paths(libdir / "lib-dynload"))
     elf_files += sorted((python.prefix / "lib").glob("libpython3*.so*"))
     real = list(dict.fromkeys(p.resolve() for p in elf_files if p.exists()))
-    closure = library_closure(real, python.sysroot)
-    return glibc.needs_of({p: p.name for p in [*real, *closure]})
+    closure = Loader("", sysroot=python.sysroot).closure(real, skip=is_system_library)
+    return version_needs({p: p.name for p in [*real, *map(Path, closure)]}, is_system_library)
 
 
 def glibc_misfit(python: PythonInstall, target: TargetInfo) -> str | None:
     """Why ``python`` cannot run on the target (glibc, libstdc++), or None when it can."""
     needs = interpreter_needs(python)
-    newest = needs.newest_glibc()
-    if newest and target.glibc_version and newest > target.glibc_version:
-        return (f"Python {python.version} needs GLIBC_{versions.dotted(newest)}; the target has "
-                f"{target.glibc}")
-    newest_cxx = needs.newest_glibcxx()
-    if newest_cxx and target.glibcxx_version and newest_cxx > target.glibcxx_version:
-        return (f"Python {python.version} needs GLIBCXX_{versions.dotted(newest_cxx)}; the "
-                f"target's libstdc++ has {target.glibcxx}")
+    for misfit in needs.misfits(target.glibc_version, target.glibcxx_version):
+        needed = f"Python {python.version} needs {misfit.family}_{versions.dotted(misfit.newest)}"
+        if misfit.family == GLIBC:
+            return f"{needed}; the target has {target.glibc}"
+        return f"{needed}; the target's libstdc++ has {target.glibcxx}"
     return None
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from gapship import ui
 from gapship.errors import StageError
 from gapship.node import layout
+from gapship.node.loader import real_path
 from gapship.providers.python import (
     SYSTEM_PREFIXES,
     Interpreter,
@@ -26,8 +27,6 @@ from gapship.providers.python import (
     find_host_python,
 )
 from gapship.stage import graft, relocate
-from gapship.stage.elf import iter_elf_files
-from gapship.stage.graft import real_path
 from gapship.tools import hermetic_env
 
 
@@ -67,7 +66,7 @@ def _copy_tree(src: Path, dest: Path, sysroot: Path) -> None:
 
     shutil.copytree(src, dest, symlinks=False, ignore=ignore, dirs_exist_ok=True)
     for link in rerooted:
-        real = real_path(link, sysroot)
+        real = Path(real_path(link, sysroot))
         if real.is_dir():
             shutil.copytree(real, dest / link.relative_to(src), ignore=ignore)
         elif real.is_file():
@@ -135,8 +134,8 @@ def _copy_and_graft(python: PythonInstall, tree: Path) -> StagedInterpreter:
     ui.step(f"staging Python {python.version} from {python.prefix}")
     exe = copy_interpreter(python, tree)
     stdlib = tree / "lib" / f"python{python.minor}"
-    originals = {exe: real_path(python.executable, python.sysroot)}
-    for path in iter_elf_files(tree / "lib"):
+    originals = {exe: Path(real_path(python.executable, python.sysroot))}
+    for path in graft.elf_files(tree / "lib"):
         originals[path] = python.prefix / path.relative_to(tree)
     closure = graft.graft(tree, sorted(originals), originals, python.prefix, python.sysroot)
     graft.set_runpaths(tree, closure)
