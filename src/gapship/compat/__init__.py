@@ -437,6 +437,16 @@ def system_libraries() -> frozenset[str]:
     return frozenset(json.loads(text)["libraries"])
 
 
+@functools.cache
+def headless_alternatives() -> dict[str, str]:
+    """Distribution -> its build that needs no display libraries (opencv-python ->
+    opencv-python-headless), from data/headless_alternatives.json."""
+    text = resources.files(__package__).joinpath("data").joinpath(
+        "headless_alternatives.json").read_text(encoding="utf-8")
+    data: dict[str, str] = json.loads(text)["alternatives"]
+    return data
+
+
 def is_system_library(name: str) -> bool:
     """Whether every glibc system has ``name`` (the dynamic loaders included)."""
     return name in system_libraries() or name.startswith("ld-linux")

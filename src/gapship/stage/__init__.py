@@ -23,7 +23,7 @@ from gapship.node import layout
 from gapship.plan import Lock, cpu_needs_json
 from gapship.probe import TargetInfo
 from gapship.providers.python import SYSTEM_PREFIXES, Interpreter, PythonInstall
-from gapship.stage import cuda, glibc, manifest, relocate
+from gapship.stage import cuda, glibc, manifest, relocate, target_closure
 from gapship.stage.interpreter import stage_interpreter
 from gapship.stage.sdist import build_pure_wheels
 from gapship.tools import hermetic_env
@@ -41,6 +41,7 @@ class StagedTree:
     file_count: int
     distributions: tuple[dict[str, object], ...]
     warnings: tuple[str, ...]
+    proven: tuple[str, ...] = ()  # what the static checks proved, one line each
 
 
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
@@ -166,6 +167,16 @@ def stage_environment(lock: Lock, interpreter: Interpreter, fetched: list[Path],
     if escaping:
         raise StageError(f"symlinks point outside the environment: {', '.join(escaping[:10])}.")
 
+    ui.step("resolving every library the environment needs as the target's loader will")
+    closure = target_closure.check_against_target(
+        tree, target, interpreter.sysroot if isinstance(interpreter, PythonInstall) else None)
+    if closure.grafted:
+        ui.step("grafted from this builder for the target: " + ", ".join(closure.grafted))
+    warnings += closure.warnings
+    if closure.target_libraries is None:
+        warnings.append("target.json has no list of the target's libraries (an older probe): "
+                        "only the libraries every glibc system has were assumed; probe again "
+                        "for a full check")
     ui.step(f"checking glibc needs against the target ({target.describe()})")
     warnings += glibc.check_target_runs(glibc.collect_needs(tree), target)
 
@@ -174,4 +185,5 @@ def stage_environment(lock: Lock, interpreter: Interpreter, fetched: list[Path],
     return StagedTree(path=tree, python_minor=interpreter.minor,
                       site_packages=site.relative_to(tree).as_posix(),
                       total_bytes=data["total_bytes"], file_count=len(data["files"]),
-                      distributions=tuple(dists), warnings=tuple(warnings))
+                      distributions=tuple(dists), warnings=tuple(warnings),
+                      proven=(closure.summary(),))
