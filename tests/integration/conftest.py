@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gapship.probe import probe_script
+from gapship.providers import twin
 from gapship.replica import Replica, replica, rootfs_dir
 from tests.conftest import gapship, require, require_tool
 
@@ -60,6 +61,17 @@ def trixie_bundle(work: Path, trixie_target: Path) -> tuple[Path, dict[str, obje
                    str(out), "--json", "--level", "1")
     assert proc.returncode == 0, proc.stderr
     return out, json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def bullseye_python_rootfs() -> Path:
+    """Debian 11 with its python3: the twin's rootfs, and a target that has a Python."""
+    can_build = (rootfs_dir("bullseye", "python") / "bin" / "sh").exists() or (
+        os.geteuid() == 0 and shutil.which("debootstrap") is not None)
+    require(can_build, "the bullseye twin rootfs needs root and debootstrap once")
+    need_replica("bullseye")
+    release = next(r for r in twin.releases() if r.codename == "bullseye")
+    return twin.twin_rootfs(release)
 
 
 @pytest.fixture()

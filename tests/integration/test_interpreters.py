@@ -22,8 +22,7 @@ import pytest
 from gapship.cache import cache_dir
 from gapship.files import sha256_file
 from gapship.probe import probe_script
-from gapship.providers import twin
-from gapship.replica import Replica, replica, rootfs_dir
+from gapship.replica import Replica, replica
 from tests.conftest import gapship, require
 from tests.integration.conftest import need_replica
 from tests.integration.standalone_archive import make_install_only_archive
@@ -88,17 +87,6 @@ def activated_venv(here: Path) -> dict[str, str]:
             "PYTHONPATH": str(junk), "PYTHONUSERBASE": str(junk), "PYTHONNOUSERSITE": "",
             "CONDA_PREFIX": str(junk), "CONDA_DEFAULT_ENV": "base",
             "LD_LIBRARY_PATH": str(junk)}
-
-
-@pytest.fixture(scope="module")
-def bullseye_python_rootfs() -> Path:
-    """Debian 11 with its python3: the twin's rootfs, and a target that has a Python."""
-    can_build = (rootfs_dir("bullseye", "python") / "bin" / "sh").exists() or (
-        os.geteuid() == 0 and shutil.which("debootstrap") is not None)
-    require(can_build, "the bullseye twin rootfs needs root and debootstrap once")
-    need_replica("bullseye")
-    release = next(r for r in twin.releases() if r.codename == "bullseye")
-    return twin.twin_rootfs(release)
 
 
 @pytest.fixture()

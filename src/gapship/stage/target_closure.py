@@ -114,8 +114,8 @@ def _refuse(name: str, needers: list[str], tree: Path, target: TargetInfo, why: 
     packages = sorted(by_owner)
     files = sorted(f for fs in by_owner.values() for f in fs)
     headless = headless_alternatives()
-    swaps = [f"{p} -> {headless[p]}" for p in packages if p in headless]
-    way_out = (f"Use {', '.join(swaps)} (no display libraries needed)." if swaps else
+    swaps = [f"{headless[p]} instead of {p}" for p in packages if p in headless]
+    way_out = (f"Use {' and '.join(swaps)}: it needs no display libraries." if swaps else
                f"Ask for {name} on the target (a module, or the site's package), pack with an "
                "interpreter source whose system has it (--python twin or --twin-root), or "
                f"leave out {', '.join(packages)}.")
@@ -177,8 +177,10 @@ def check_against_target(tree: Path, target: TargetInfo, sysroot: Path | None) -
                     where, _ = source.find(name, obj)
                 if where is None:
                     _refuse(name, needers, tree, target,
-                            "this builder has none to graft" if sysroot is not None
-                            else "nothing ships with an interpreter of the target's own")
+                            "nothing ships with the target's own interpreter" if sysroot is None
+                            else "this builder has none to graft" if sysroot == Path("/")
+                            else f"the interpreter's root filesystem ({sysroot}) has none to "
+                            "graft")
                     continue
                 real = Path(source.real_path(where))
                 misfit = _fits(real, target)
