@@ -110,3 +110,17 @@ def test_the_drivers_libraries_are_left_to_the_node(tmp_path: Path) -> None:
     tree, sysroot = with_extension(tmp_path, "libcuda.so.1")
     report = check_against_target(tree, debian11(), sysroot)
     assert report.grafted == () and not (tree / "lib" / "libcuda.so.1").exists()
+
+
+def test_every_library_that_cannot_be_had_is_named_at_once(tmp_path: Path) -> None:
+    tree, sysroot = with_extension(tmp_path, "libGL.so.1", dist="opencv-python")
+    shared(tree / SITE / "pkg" / "_omp.so", "int omp_x(void);\nint f(void) { return omp_x(); }\n",
+           f"-L{sysroot / 'usr/lib/x86_64-linux-gnu'}", "-l:libGL.so.1")
+    (sysroot / "usr" / "lib" / "x86_64-linux-gnu" / "libGL.so.1").unlink()
+    shared(tmp_path / "elsewhere" / "libgomp.so.1", "int omp_x(void) { return 0; }\n")
+    shared(tree / SITE / "pkg" / "_par.so", "int omp_x(void);\nint g(void) { return omp_x(); }\n",
+           f"-L{tmp_path / 'elsewhere'}", "-l:libgomp.so.1")
+    with pytest.raises(CompatError) as err:
+        check_against_target(tree, debian11(), sysroot)
+    assert str(err.value).count("libGL.so.1 is needed by") == 1
+    assert "also missing: libgomp.so.1 (the environment)" in str(err.value)

@@ -106,7 +106,16 @@ def _listing(items: Sequence[str], most: int = 4) -> str:
     return shown + (f" and {len(items) - most} more" if len(items) > most else "")
 
 
-def _refuse(name: str, needers: list[str], tree: Path, target: TargetInfo, why: str) -> None:
+@dataclass(frozen=True)
+class _Refusal:
+    name: str
+    packages: tuple[str, ...]
+    message: str
+    way_out: str
+
+
+def _refusal(name: str, needers: list[str], tree: Path, target: TargetInfo, why: str
+             ) -> _Refusal:
     owners = Owners(str(tree))
     by_owner: dict[str, list[str]] = {}
     for path in needers:
@@ -122,8 +131,18 @@ def _refuse(name: str, needers: list[str], tree: Path, target: TargetInfo, why: 
     where = f"{target.os_pretty or 'the target'}" + (
         f" ({len(target.libraries):,} libraries in target.json)"
         if target.libraries is not None else "")
-    raise CompatError(f"{name} is needed by {_listing(files)} ({', '.join(packages)}); "
-                      f"{where} does not have it, and {why}.", way_out)
+    return _Refusal(name, tuple(packages),
+                    f"{name} is needed by {_listing(files)} ({', '.join(packages)}); "
+                    f"{where} does not have it, and {why}", way_out)
+
+
+def _refuse(refusals: list[_Refusal]) -> None:
+    """One error for every library that can be neither found nor grafted, the first in full."""
+    first, rest = refusals[0], refusals[1:]
+    also = ("; also missing: " + ", ".join(f"{r.name} ({', '.join(r.packages)})" for r in rest)
+            if rest else "")
+    ways = list(dict.fromkeys(r.way_out for r in refusals))
+    raise CompatError(first.message + also + ".", " ".join(ways))
 
 
 def _fits(library: Path, target: TargetInfo) -> str | None:
@@ -168,6 +187,7 @@ def check_against_target(tree: Path, target: TargetInfo, sysroot: Path | None) -
         result = _scan(tree, target)
         if not result.missing:
             break
+        refusals: list[_Refusal] = []
         for name, needers in sorted(result.missing.items()):
             dest = tree / GRAFT_DIR / name
             if not dest.exists():
@@ -176,16 +196,17 @@ def check_against_target(tree: Path, target: TargetInfo, sysroot: Path | None) -
                 if sysroot is not None and isinstance(obj, ElfFile):
                     where, _ = source.find(name, obj)
                 if where is None:
-                    _refuse(name, needers, tree, target,
-                            "nothing ships with the target's own interpreter" if sysroot is None
-                            else "this builder has none to graft" if sysroot == Path("/")
-                            else f"the interpreter's root filesystem ({sysroot}) has none to "
-                            "graft")
+                    refusals.append(_refusal(
+                        name, needers, tree, target,
+                        "nothing ships with the target's own interpreter" if sysroot is None
+                        else "this builder has none to graft" if sysroot == Path("/")
+                        else f"the interpreter's root filesystem ({sysroot}) has none to graft"))
                     continue
                 real = Path(source.real_path(where))
                 misfit = _fits(real, target)
                 if misfit:
-                    _refuse(name, needers, tree, target, misfit)
+                    refusals.append(_refusal(name, needers, tree, target, misfit))
+                    continue
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(real, dest)
                 os.chmod(dest, 0o755)
@@ -193,6 +214,8 @@ def check_against_target(tree: Path, target: TargetInfo, sysroot: Path | None) -
                 grafted.append(name)
             for path in needers:
                 _add_runpath(Path(path), dest.parent)
+        if refusals:
+            _refuse(refusals)
     else:
         raise StageError("grafting libraries for the target did not settle: "
                          f"{', '.join(sorted(result.missing))} still missing.")
