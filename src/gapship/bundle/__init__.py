@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tarfile
 import zlib
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ class BundleInfo:
     size: int
     payload_sha256: str
     installed_bytes: int
+    installed_kb: int
     file_count: int
 
 
@@ -97,6 +99,30 @@ def _members(root: Path) -> list[Path]:
     return [p for p in paths if p != manifest] + [manifest]
 
 
+_BLOCK = 4096
+# a symlink whose target fits in the inode (ext4: under 60 bytes) takes no block
+_FAST_SYMLINK = 60
+
+
+def disk_usage_kb(members: list[Path]) -> int:
+    """KiB the tree takes once extracted, as du counts it: each file, directory and long
+    symlink rounded up to 4 KiB blocks; hard links counted once."""
+    seen: set[tuple[int, int]] = set()
+    blocks = 0
+    for path in members:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            blocks += 1 if len(os.readlink(path)) >= _FAST_SYMLINK else 0
+            continue
+        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+        size = _BLOCK if stat.S_ISDIR(st.st_mode) else st.st_size
+        blocks += -(-size // _BLOCK)
+    return blocks * _BLOCK // 1024
+
+
 def _normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
@@ -109,11 +135,13 @@ def write_bundle(root: Path, out: Path, *, name: str, version: str, python: str,
     if not (root / MANIFEST).is_file():
         raise BundleError(f"{root} has no {MANIFEST}; stage the tree first.")
     members = _members(root)
+    # the root directory itself is created too
+    installed_kb = disk_usage_kb(members) + _BLOCK // 1024
 
     def header_for(header_bytes: int, payload_bytes: int, sha256: str) -> bytes:
         return render_header(name=name, version=version, python=python,
                              header_bytes=header_bytes, payload_bytes=payload_bytes,
-                             sha256=sha256, installed_kb=installed_bytes // 1024 + 1,
+                             sha256=sha256, installed_kb=installed_kb,
                              file_count=len(members))
 
     placeholder = header_for(0, 0, "0" * 64)
@@ -148,4 +176,5 @@ def write_bundle(root: Path, out: Path, *, name: str, version: str, python: str,
     finally:
         tmp.unlink(missing_ok=True)
     return BundleInfo(path=out, size=out.stat().st_size, payload_sha256=hashing.digest.hexdigest(),
-                      installed_bytes=installed_bytes, file_count=len(members))
+                      installed_bytes=installed_bytes, installed_kb=installed_kb,
+                      file_count=len(members))
