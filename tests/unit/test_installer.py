@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -197,7 +198,11 @@ def test_moved_environment_refuses_then_rehome_fixes_it(tmp_path: Path) -> None:
 def header_cut_points(bundle: Path, every_line: bool) -> list[int]:
     """Where to cut a bundle inside its header: after each line (or every fifth) and inside
     some lines. The shebang line alone is an empty script, which every shell runs as exit 0."""
-    header = bundle.read_bytes()[:bundle.read_bytes().index(b"\n}\n") + 3]
+    data = bundle.read_bytes()
+    found = re.search(rb"GAPSHIP_HEADER_BYTES=(\d+)", data)
+    assert found is not None
+    header = data[:int(found.group(1))]
+    assert header.endswith(b"\n}\n")
     ends = [i + 1 for i, byte in enumerate(header) if byte == ord("\n")][1:]
     if not every_line:
         ends = ends[::5]

@@ -118,7 +118,8 @@ def disk_usage_kb(members: list[Path]) -> int:
             if (st.st_dev, st.st_ino) in seen:
                 continue
             seen.add((st.st_dev, st.st_ino))
-        size = _BLOCK if stat.S_ISDIR(st.st_mode) else st.st_size
+        # a directory of many entries takes more than one block, here as on the target
+        size = max(_BLOCK, st.st_size) if stat.S_ISDIR(st.st_mode) else st.st_size
         blocks += -(-size // _BLOCK)
     return blocks * _BLOCK // 1024
 

@@ -318,14 +318,15 @@ printf '%s\n' "$my_record" > "$work/owner" && mkdir "$work/tree" \
     || die "cannot write in $work: not enough space on $parent (ENOSPC) or not writable."
 
 marker="@gapship-tar-exit@"
-# tar -v names each file as it lands: count them for progress. Prints tar's exit status and
-# its last error line on stdout, so that nothing is written to the disk being filled.
+# tar -v names each file as it lands: count them for progress. Prints tar's exit status, its
+# last error and its last "disk full" error on stdout: nothing is written to the disk being filled.
 progress() {
-    n=0 rc=1 err=
+    n=0 rc=1 err= full=
     if [ -t 2 ]; then step=$((GAPSHIP_FILE_COUNT / 100 + 1)); cr='\r'; else step=$((GAPSHIP_FILE_COUNT / 4 + 1)); cr='\n'; fi
     while IFS= read -r line; do
         case $line in
             "$marker "*) rc=${line#"$marker "} ;;
+            *"No space left"*|*"Disk quota"*|*"quota exceeded"*) full=$line ;;
             tar:*) err=$line ;;
             *) n=$((n + 1))
                if [ $((n % step)) = 0 ]; then
@@ -334,19 +335,17 @@ progress() {
         esac
     done
     [ "$rc" != 0 ] || printf "$cr  extracting: done (%d files)\n" "$GAPSHIP_FILE_COUNT" >&2
-    printf '%s\n%s\n' "$rc" "$err"
+    printf '%s\n%s\n%s\n' "$rc" "$err" "$full"
 }
 say "installing $GAPSHIP_NAME into $prefix ..."
 result=$(payload | gzip -dc | (cd "$work/tree" && tar -xvf - 2>&1; echo "$marker $?") | progress)
 rc=$(printf '%s\n' "$result" | sed -n 1p)
 err=$(printf '%s\n' "$result" | sed -n 2p)
+full=$(printf '%s\n' "$result" | sed -n 3p)
 if [ "$rc" != 0 ] || [ ! -f "$work/tree/gapship/manifest.json" ]; then
     [ "$rc" = 0 ] || printf '\n' >&2
     rm -rf "$work/tree"
-    case $err in
-        *"No space left"*|*"Disk quota"*|*"quota exceeded"*)
-            die "not enough space on $parent: the disk filled up while extracting (ENOSPC: ${err#tar: }). Nothing was installed; free some space or choose another --prefix." ;;
-    esac
+    [ -z "$full" ] || die "not enough space on $parent: the disk filled up while extracting (ENOSPC: ${full#tar: }). Nothing was installed; free some space or choose another --prefix."
     die "extraction failed (${err:-tar exit ${rc:-unknown}}). Check free space and permissions under $parent; nothing was installed."
 fi
 sh "$work/tree/gapship/libexec/write-activation.sh" "$work/tree" "$prefix" \
