@@ -67,7 +67,8 @@ def test_installs_under_each_shell(tmp_path: Path, shell: str) -> None:
     assert proc.returncode == 0, proc.stderr
     assert (prefix / "bin" / "python3").read_text().endswith("echo one\n")
     assert (prefix / "gapship" / "prefix").read_text() == f"{prefix}\n"
-    assert f"_gapship_prefix='{prefix}'" in (prefix / "activate").read_text()
+    activate_sh = prefix / "gapship" / "activation" / "activate.sh"
+    assert f"_gapship_prefix='{prefix}'" in activate_sh.read_text()
     assert not [p for p in prefix.parent.iterdir() if p.name.startswith(".")]
     assert f"activate:   . '{prefix}/activate'" in proc.stderr
     assert f"module use '{prefix}/modulefiles'; module load tiny" in proc.stderr
