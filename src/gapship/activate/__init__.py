@@ -20,6 +20,8 @@ TARGET_FILES = {
     "ld-library-path.sh": ("gapship/libexec/ld-library-path.sh", 0o755),
     "write-activation.sh": ("gapship/libexec/write-activation.sh", 0o755),
     "gapship-rehome.sh": ("bin/gapship-rehome", 0o755),
+    "gapship-profile.sh": ("bin/gapship-profile", 0o755),
+    "gapship-remove.sh": ("bin/gapship-remove", 0o755),
 }
 
 

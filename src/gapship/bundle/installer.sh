@@ -29,8 +29,9 @@ me="gapship installer ($GAPSHIP_NAME)"
 
 die() { printf '%s: %s\n' "$me" "$*" >&2; exit 1; }
 say() { printf '%s\n' "$*" >&2; }
-# single-quoted for sh, so that a printed command can be pasted
+# single-quoted for sh (and csh), so that a printed command can be pasted; fish escapes ' and \
 quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+fish_quote() { printf "'%s'" "$(printf '%s' "$1" | sed -e 's/[\\]/\\\\/g' -e "s/'/\\\\'/g")"; }
 
 # ---- size first: a bundle cut short or appended to is refused before anything else
 size=$(wc -c < "$self" 2>/dev/null | tr -d ' ')
@@ -45,7 +46,7 @@ usage() {
     cat <<EOF
 This installs the gapship environment $GAPSHIP_NAME $GAPSHIP_VERSION (Python $GAPSHIP_PYTHON).
 
-Usage: sh $b [--prefix DIR] [--force]
+Usage: sh $b [--prefix DIR] [--force] [--profile]
        sh $b --check | --info | --help
 
   --prefix DIR   Install into DIR; the default is ~/envs/$GAPSHIP_NAME. A leading ~ is your home.
@@ -53,6 +54,8 @@ Usage: sh $b [--prefix DIR] [--force]
   --force        Replace DIR when it is an empty directory or another gapship environment.
                  Anything else in DIR is never touched: the install is refused instead.
                  The old environment stays in place until the new one is complete.
+  --profile      Activate the environment at every login, through one marked block in the
+                 login files of your shell; DIR/bin/gapship-profile off removes it again.
   --check        Verify the size and checksum of this bundle, and install nothing.
   --info         Print what this bundle holds, and install nothing.
   --help         Print this text.
@@ -60,13 +63,15 @@ Usage: sh $b [--prefix DIR] [--force]
 The bundle is verified before anything is written. It is extracted beside DIR and renamed
 into place only when it is complete, so an interrupted install leaves DIR as it was; the next
 run cleans up what an install that was killed left behind. Only one install into DIR runs at
-a time. After installing, activate the environment with: . DIR/activate
+a time. After installing, activate the environment with: . DIR/activate (in csh or tcsh:
+source DIR/activate.csh; in fish: source DIR/activate.fish). DIR/bin/gapship-remove deletes it.
 EOF
 }
 
 prefix=
 prefix_given=0
 force=0
+profile=0
 mode=install
 while [ $# -gt 0 ]; do
     case $1 in
@@ -74,6 +79,7 @@ while [ $# -gt 0 ]; do
                   prefix=$2; prefix_given=1; shift ;;
         --prefix=*) prefix=${1#--prefix=}; prefix_given=1 ;;
         -f|--force) force=1 ;;
+        --profile) profile=1 ;;
         --check) mode=check ;;
         --info) mode=info ;;
         -h|--help) usage; exit 0 ;;
@@ -383,10 +389,18 @@ trap - INT TERM HUP EXIT
 say ""
 say "Installed $GAPSHIP_NAME $GAPSHIP_VERSION (Python $GAPSHIP_PYTHON) into $prefix."
 say "  activate:   . $(quote "$prefix/activate")"
+[ ! -f "$prefix/activate.csh" ] || say "  csh, tcsh:  source $(quote "$prefix/activate.csh")"
+[ ! -f "$prefix/activate.fish" ] || say "  fish:       source $(fish_quote "$prefix/activate.fish")"
 if [ -d "$prefix/modulefiles" ]; then
     say "  or:         module use $(quote "$prefix/modulefiles"); module load $GAPSHIP_NAME"
 fi
 say "  check it:   $(quote "$prefix/bin/gapship-doctor")"
 say "  moved it?   run NEW_PLACE/bin/gapship-rehome"
+if [ "$profile" = 1 ]; then
+    sh "$prefix/bin/gapship-profile" on >&2 \
+        || say "note: the login files were not changed; run $(quote "$prefix/bin/gapship-profile") on"
+else
+    say "  at login:   $(quote "$prefix/bin/gapship-profile") on"
+fi
 exit 0
 }
