@@ -77,11 +77,12 @@ def plan_spec(spec: Spec, target: TargetInfo) -> tuple[Lock, PythonInstall | Tar
 
 
 def pack(spec: Spec | Lock, target: TargetInfo, out: Path, *, level: int = 6,
-         keep_tree: Path | None = None, python_spec: PythonSpec | None = None
-         ) -> PackResult:
+         keep_tree: Path | None = None, python_spec: PythonSpec | None = None,
+         sign_key: Path | None = None) -> PackResult:
     """Build ``out`` for ``target`` from a spec, or exactly from a lock that `gapship plan`
     wrote. Nothing is written at ``out`` unless every check passed. ``python_spec`` (the
-    CLI's --python options) overrides the spec's; for a lock it names the archive or rootfs."""
+    CLI's --python options) overrides the spec's; for a lock it names the archive or rootfs.
+    ``sign_key`` (from `gapship keygen`) signs the bundle."""
     if isinstance(spec, Lock):
         lock, python = spec, python_for_lock(spec, python_spec or PythonSpec(), target)
     else:
@@ -112,7 +113,7 @@ def pack(spec: Spec | Lock, target: TargetInfo, out: Path, *, level: int = 6,
                             "it on scratch with --prefix")
         bundle = write_bundle(tree.root, out, name=lock.name, version=lock.env_version,
                               python=python.version, installed_bytes=tree.total_bytes,
-                              level=level)
+                              level=level, sign_key=sign_key)
         if keep_tree is not None:
             shutil.rmtree(keep_tree, ignore_errors=True)
             shutil.move(str(tree.root), keep_tree)

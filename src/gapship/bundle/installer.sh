@@ -20,6 +20,8 @@ GAPSHIP_PAYLOAD_SHA256=@PAYLOAD_SHA256@
 # disk use as du counts it (4 KiB blocks per file and directory) and the inodes it takes
 GAPSHIP_INSTALLED_KB=@INSTALLED_KB@
 GAPSHIP_FILE_COUNT=@FILE_COUNT@
+# a signed bundle ends with the signature (RSA-3072, SHA-256) of its header and payload
+GAPSHIP_SIGNATURE_BYTES=@SIGNATURE_BYTES@
 
 set -u
 umask 022
@@ -35,7 +37,8 @@ fish_quote() { printf "'%s'" "$(printf '%s' "$1" | sed -e 's/[\\]/\\\\/g' -e "s/
 
 # ---- size first: a bundle cut short or appended to is refused before anything else
 size=$(wc -c < "$self" 2>/dev/null | tr -d ' ')
-expected=$((GAPSHIP_HEADER_BYTES + GAPSHIP_PAYLOAD_BYTES))
+signed_bytes=$((GAPSHIP_HEADER_BYTES + GAPSHIP_PAYLOAD_BYTES))
+expected=$((signed_bytes + GAPSHIP_SIGNATURE_BYTES))
 [ -n "$size" ] || die "cannot read $self; run it as: sh NAME.run"
 if [ "$size" -ne "$expected" ]; then
     die "the bundle is damaged: $size bytes, expected $expected (truncated or appended to). Send $(basename "$self") again."
@@ -46,8 +49,8 @@ usage() {
     cat <<EOF
 This installs the gapship environment $GAPSHIP_NAME $GAPSHIP_VERSION (Python $GAPSHIP_PYTHON).
 
-Usage: sh $b [--prefix DIR] [--force] [--profile]
-       sh $b --check | --info | --help
+Usage: sh $b [--prefix DIR] [--force] [--profile] [--trust KEY]
+       sh $b --check [--trust KEY] | --info | --help
 
   --prefix DIR   Install into DIR; the default is ~/envs/$GAPSHIP_NAME. A leading ~ is your home.
                  DIR may not hold ':', because PATH could not name it.
@@ -56,7 +59,12 @@ Usage: sh $b [--prefix DIR] [--force] [--profile]
                  The old environment stays in place until the new one is complete.
   --profile      Activate the environment at every login, through one marked block in the
                  login files of your shell; DIR/bin/gapship-profile off removes it again.
-  --check        Verify the size and checksum of this bundle, and install nothing.
+  --trust KEY    Install only when the bundle is signed, and its signature verifies with
+                 the public key in the file KEY (from gapship keygen). Keys in
+                 ~/.config/gapship/trusted/ are tried too; a signed bundle that none of
+                 them verifies is refused. Unsigned bundles install when no --trust is given.
+  --check        Verify the size, checksum and signature of this bundle, print the sha256
+                 of the whole file (to compare out of band), and install nothing.
   --info         Print what this bundle holds, and install nothing.
   --help         Print this text.
 
@@ -72,6 +80,7 @@ prefix=
 prefix_given=0
 force=0
 profile=0
+trust=
 mode=install
 while [ $# -gt 0 ]; do
     case $1 in
@@ -80,6 +89,9 @@ while [ $# -gt 0 ]; do
         --prefix=*) prefix=${1#--prefix=}; prefix_given=1 ;;
         -f|--force) force=1 ;;
         --profile) profile=1 ;;
+        --trust) [ $# -ge 2 ] || die "--trust needs a public key file, as in: --trust builder.pub"
+                 trust=$2; shift ;;
+        --trust=*) trust=${1#--trust=} ;;
         --check) mode=check ;;
         --info) mode=info ;;
         -h|--help) usage; exit 0 ;;
@@ -89,9 +101,10 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$mode" = info ]; then
-    printf 'name: %s\nversion: %s\npython: %s\npayload: %s bytes, sha256 %s\ninstalled size: %s KB in %s files\n' \
+    if [ "$GAPSHIP_SIGNATURE_BYTES" -gt 0 ]; then signed="yes (RSA-3072, SHA-256)"; else signed=no; fi
+    printf 'name: %s\nversion: %s\npython: %s\npayload: %s bytes, sha256 %s\ninstalled size: %s KB in %s files\nsigned: %s\n' \
         "$GAPSHIP_NAME" "$GAPSHIP_VERSION" "$GAPSHIP_PYTHON" "$GAPSHIP_PAYLOAD_BYTES" \
-        "$GAPSHIP_PAYLOAD_SHA256" "$GAPSHIP_INSTALLED_KB" "$GAPSHIP_FILE_COUNT"
+        "$GAPSHIP_PAYLOAD_SHA256" "$GAPSHIP_INSTALLED_KB" "$GAPSHIP_FILE_COUNT" "$signed"
     exit 0
 fi
 
@@ -103,7 +116,12 @@ elif command -v shasum >/dev/null 2>&1; then sha256() { shasum -a 256 | sed 's/ 
 elif command -v openssl >/dev/null 2>&1; then sha256() { openssl dgst -sha256 | sed 's/.*= *//'; }
 else die "no sha256sum, shasum or openssl here: the bundle cannot be verified."; fi
 
-payload() { tail -c +"$((GAPSHIP_HEADER_BYTES + 1))" "$self"; }
+if [ "$GAPSHIP_SIGNATURE_BYTES" -gt 0 ]; then
+    command -v head >/dev/null 2>&1 || die "'head' is not installed on this machine; it is needed to install."
+    payload() { tail -c +"$((GAPSHIP_HEADER_BYTES + 1))" "$self" | head -c "$GAPSHIP_PAYLOAD_BYTES"; }
+else
+    payload() { tail -c +"$((GAPSHIP_HEADER_BYTES + 1))" "$self"; }
+fi
 
 # ---- the prefix, checked before the (long) checksum
 nl='
@@ -170,8 +188,47 @@ sum=$(payload | sha256)
 if [ "$sum" != "$GAPSHIP_PAYLOAD_SHA256" ]; then
     die "the bundle is damaged: its checksum is $sum, expected $GAPSHIP_PAYLOAD_SHA256. Nothing was installed. Send $(basename "$self") again."
 fi
+
+# ---- who built it: the signature, against --trust KEY or the keys in ~/.config/gapship/trusted
+trusted_dir="${XDG_CONFIG_HOME:-${HOME:-/nonexistent}/.config}/gapship/trusted"
+keys=
+if [ -n "$trust" ]; then
+    [ -r "$trust" ] || die "cannot read the key $trust given to --trust."
+    keys=$trust
+else
+    for k in "$trusted_dir"/*.pub "$trusted_dir"/*.pem; do
+        [ ! -r "$k" ] || keys="$keys${keys:+$nl}$k"
+    done
+fi
+if [ "$GAPSHIP_SIGNATURE_BYTES" = 0 ]; then
+    [ -z "$trust" ] || die "$(basename "$self") is not signed, and --trust asks for a signature. Nothing was installed; ask its builder for a bundle made with gapship pack --sign."
+elif [ -z "$keys" ]; then
+    say "note: $(basename "$self") is signed, but there is no key to check who signed it (give --trust KEY, or put KEY in $trusted_dir)."
+else
+    command -v openssl >/dev/null 2>&1 || die "openssl is not installed here, so the signature cannot be checked. Nothing was installed."
+    sigdir=$(mktemp -d "${TMPDIR:-/tmp}/gapship-signature.XXXXXX" 2>/dev/null) \
+        || { sigdir="${HOME:-.}/.gapship-signature.$$"; mkdir "$sigdir" || die "cannot create $sigdir for the signature."; }
+    tail -c "$GAPSHIP_SIGNATURE_BYTES" "$self" > "$sigdir/signature" || { rm -rf "$sigdir"; die "cannot write $sigdir/signature."; }
+    signer=
+    # one key a line: split on line breaks only, no globbing
+    set -f
+    saved_ifs=$IFS
+    IFS=$nl
+    for k in $keys; do
+        if head -c "$signed_bytes" "$self" | openssl dgst -sha256 -verify "$k" -signature "$sigdir/signature" >/dev/null 2>&1; then
+            signer=$k
+            break
+        fi
+    done
+    IFS=$saved_ifs
+    set +f
+    rm -rf "$sigdir"
+    [ -n "$signer" ] || die "the signature of $(basename "$self") does not verify with $(printf '%s' "$keys" | tr '\n' ' '): it was changed after signing, or someone else signed it. Nothing was installed."
+    say "signature verified with $signer."
+fi
 if [ "$mode" = check ]; then
     say "$(basename "$self"): checksum ok."
+    say "sha256 of the whole file: $(sha256 < "$self")"
     exit 0
 fi
 
