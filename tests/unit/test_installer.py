@@ -284,3 +284,14 @@ def test_the_printed_activate_line_can_be_pasted(tmp_path: Path) -> None:
     run = subprocess.run(["dash", "-c", f"{pasted} && command -v python3"], capture_output=True,
                          text=True, env={"PATH": "/usr/bin:/bin"}, check=False)
     assert run.stdout.strip() == f"{prefix}/bin/python3", run.stderr
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_activate_works_under_set_eu(tmp_path: Path, shell: str) -> None:
+    prefix = tmp_path / "env"
+    assert install(bundle_of(tmp_path), prefix).returncode == 0
+    script = 'set -eu\n. "$P/activate"\ncommand -v python3\ndeactivate\necho deactivated\n'
+    proc = subprocess.run([*shell_argv(shell), "-c", script], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "P": str(prefix)}, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [f"{prefix}/bin/python3", "deactivated"]
