@@ -1,6 +1,6 @@
 #!/bin/sh
-# ld-library-path.sh: LD_LIBRARY_PATH for the csh and fish activation files (activate.sh does
-# the same in the user's own shell). Reads the environment:
+# ld-library-path.sh: LD_LIBRARY_PATH for the activation files of every shell (sh, csh, fish).
+# Reads the environment:
 #   LD_LIBRARY_PATH    as the user has it (set or not)
 #   _GAPSHIP_PREFIX    the environment's place
 #   _GAPSHIP_LD        its dirs for LD_LIBRARY_PATH, ':'-separated (may be empty)
