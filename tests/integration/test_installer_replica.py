@@ -43,12 +43,45 @@ def bundles(tmp: Path, **kinds: dict[str, int]) -> tuple[dict[str, Path], list[t
     return made, [(path, f"{HOME}/{name}.run") for name, path in made.items()]
 
 
+# kill -9 the whole install (its process group, as when a session dies) once the big file is
+# being written, then run it again: one login, one pid namespace, as on the target
+KILL_9_THEN_AGAIN = """
+sh one.run --prefix "$P" 2>/dev/null || exit 3
+setsid sh two.run --prefix "$P" --force 2>/dev/null &
+pid=$!
+n=0
+until ls -d "$HOME"/envs/.tiny.gapship-install.*/tree/data.bin >/dev/null 2>&1; do
+    n=$((n + 1)); [ $n -lt 2000 ] || exit 4; sleep 0.05
+done
+kill -s KILL -- -$pid
+wait
+ls -A "$HOME/envs" > "$HOME/left"
+sh two.run --prefix "$P" --force 2> "$HOME/again.err" || exit 5
+. "$P/activate" && python3
+"""
+
+
 def test_kill_9_in_the_middle_of_extraction_then_the_next_run(trixie: Replica,
                                                               tmp_path: Path) -> None:
     _, binds = bundles(tmp_path, one={}, two={"big": 60_000_000})
-    assert run(trixie, f'sh one.run --prefix "{PREFIX}"', binds).returncode == 0
+    proc = run(trixie, KILL_9_THEN_AGAIN, binds, env={"P": PREFIX})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "two"
+    left = (trixie.home / "left").read_text().split()
+    assert ".tiny.gapship-lock" in left and any("gapship-install" in n for n in left), left
+    said = [ln for ln in (trixie.home / "again.err").read_text().splitlines()
+            if ln.startswith("removed")]
+    assert len(said) == 2 and all("is not running" in ln for ln in said), said
+    assert debris(trixie.home / "envs") == []
+
+
+def test_a_lock_left_in_another_pid_namespace_is_not_taken_over(trixie: Replica,
+                                                                tmp_path: Path) -> None:
+    # killed in one container (a replica has its own pid namespace), run again in another
+    # with the same host name: that pid cannot be looked up from here, so the lock stays
+    _, binds = bundles(tmp_path, one={}, two={"big": 60_000_000})
     envs = trixie.home / "envs"
-    # kill -9 the replica (and with it the installer) once the big file is being written
+    assert run(trixie, f'sh one.run --prefix "{PREFIX}"', binds).returncode == 0
     proc = subprocess.Popen(command(trixie, f'sh two.run --prefix "{PREFIX}" --force', binds),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -58,18 +91,37 @@ def test_kill_9_in_the_middle_of_extraction_then_the_next_run(trixie: Replica,
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    time.sleep(0.5)
-    left = debris(envs)
-    assert ".tiny.gapship-lock" in left and any("gapship-install" in n for n in left), left
+    again = run(trixie, f'sh two.run --prefix "{PREFIX}" --force', binds)
+    assert again.returncode != 0
+    assert "in another container" in again.stderr and "rm -r" in again.stderr
     assert python3_of(envs / "tiny") == "one"
-    # the next run: same host name, and its pids (a fresh pid namespace) reuse the dead ones
-    again = run(trixie, f'sh two.run --prefix "{PREFIX}" --force && . "{PREFIX}/activate" '
-                '&& python3', binds)
-    assert again.returncode == 0, again.stderr
-    assert again.stdout.strip() == "two"
-    said = [ln for ln in again.stderr.splitlines() if ln.startswith("removed")]
-    assert len(said) == 2 and "is not running" in said[0], again.stderr
-    assert debris(envs) == []
+
+
+def test_two_installs_at_once_one_wins(trixie: Replica, tmp_path: Path) -> None:
+    _, binds = bundles(tmp_path, one={"big": 20_000_000}, two={"big": 20_000_000})
+    script = ('sh one.run --prefix "$P" 2> one.err & a=$!; sh two.run --prefix "$P" 2> two.err & '
+              'b=$!; wait $a; echo "one=$?"; wait $b; echo "two=$?"')
+    proc = run(trixie, script, binds, env={"P": PREFIX})
+    rcs = dict(line.split("=") for line in proc.stdout.split())
+    assert sorted(rcs.values()) == ["0", "1"], proc.stdout + proc.stderr
+    loser = next(name for name, rc in rcs.items() if rc == "1")
+    said = (trixie.home / f"{loser}.err").read_text()
+    assert "another install into" in said or "already exists" in said
+    winner = next(name for name, rc in rcs.items() if rc == "0")
+    assert python3_of(trixie.home / "envs" / "tiny") == winner
+    assert debris(trixie.home / "envs") == []
+
+
+# kill -9 between the two renames (a fake mv on PATH kills the install's process group),
+# then run again without and with --force
+KILL_9_BETWEEN_RENAMES = """
+sh one.run --prefix "$P" 2>/dev/null || exit 3
+PATH="$HOME/faults:$PATH" FAULT=mv-into-place:KILL setsid -w sh two.run --prefix "$P" --force \
+    2>/dev/null && exit 4
+ls -A "$HOME/envs" > "$HOME/left"
+sh two.run --prefix "$P" 2> "$HOME/again.err"; echo "again=$?"
+sh two.run --prefix "$P" --force 2> "$HOME/forced.err"; echo "forced=$?"
+"""
 
 
 def test_kill_9_between_the_renames_then_the_next_run(trixie: Replica, tmp_path: Path) -> None:
@@ -78,18 +130,15 @@ def test_kill_9_between_the_renames_then_the_next_run(trixie: Replica, tmp_path:
     faults.mkdir()
     (faults / "mv").write_text(FAULT_MV)
     (faults / "mv").chmod(0o755)
-    assert run(trixie, f'sh one.run --prefix "{PREFIX}"', binds).returncode == 0
-    killed = run(trixie, f'sh two.run --prefix "{PREFIX}" --force', binds, env={
-        "PATH": f"{HOME}/faults:/usr/bin:/bin", "FAULT": "mv-into-place:KILL"})
-    assert killed.returncode != 0
+    proc = run(trixie, KILL_9_BETWEEN_RENAMES, binds, env={"P": PREFIX})
+    assert proc.stdout.split() == ["again=1", "forced=0"], proc.stdout + proc.stderr
+    # after the kill: the old environment hidden, the new one not yet in place
+    left = (trixie.home / "left").read_text().split()
+    assert "tiny" not in left and ".tiny.gapship-lock" in left, left
+    again = (trixie.home / "again.err").read_text()
+    assert any(ln.startswith(f"restored {PREFIX}") for ln in again.splitlines()), again
+    assert "already exists" in again
     envs = trixie.home / "envs"
-    assert not (envs / "tiny").exists()   # the old one hidden, the new one not yet in place
-    again = run(trixie, f'sh two.run --prefix "{PREFIX}"', binds)
-    assert again.returncode != 0 and "already exists" in again.stderr
-    assert any(ln.startswith(f"restored {PREFIX}") for ln in again.stderr.splitlines())
-    assert python3_of(envs / "tiny") == "one" and debris(envs) == []
-    forced = run(trixie, f'sh two.run --prefix "{PREFIX}" --force', binds)
-    assert forced.returncode == 0, forced.stderr
     assert python3_of(envs / "tiny") == "two" and debris(envs) == []
 
 

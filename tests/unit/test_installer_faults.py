@@ -152,13 +152,15 @@ def test_a_stale_lock_is_taken_over_and_said_so(tmp_path: Path, owner: str) -> N
     assert debris(tmp_path) == []
 
 
-@pytest.mark.parametrize("owner", ["alive", "elsewhere"])
+@pytest.mark.parametrize("owner", ["alive", "elsewhere", "container"])
 def test_a_lock_that_may_be_held_is_respected(tmp_path: Path, owner: str) -> None:
     prefix = tmp_path / "env"
     lock = lock_of(prefix)
     lock.mkdir()
-    record = (f"{os.getpid()} {start_time(os.getpid())} {HOST}" if owner == "alive"
-              else f"{dead_pid()} - login02.other.cluster")
+    # a live process here; one on another host; one in another pid namespace of this host
+    record = {"alive": f"{os.getpid()} {start_time(os.getpid())} {HOST}",
+              "elsewhere": f"{dead_pid()} - login02.other.cluster",
+              "container": f"{dead_pid()} - {HOST} 1"}[owner]
     (lock / "owner").write_text(record + "\n")
     proc = install(bundle_of(tmp_path), prefix)
     assert proc.returncode != 0

@@ -243,12 +243,18 @@ start_of() {
     set -- ${_stat##*") "}
     if [ $# -ge 20 ]; then shift 19; echo "$1"; else echo -; fi
 }
-my_record="$$ $(start_of $$) $this_host"
-# 0 when the process of an owner record "PID START HOST" may still run; 1 only when provably gone
+# the pid namespace: a container on the same host numbers its processes apart
+my_pidns=$(ls -l /proc/self/ns/pid 2>/dev/null | sed -n 's/.*pid:\[\([0-9]*\)\].*/\1/p')
+my_record="$$ $(start_of $$) $this_host ${my_pidns:--}"
+# 0 when the process of an owner record "PID START HOST [PIDNS]" may still run; 1 only when
+# provably gone: same host, same pid namespace, and no such process (or another one now)
 alive() {
     set -- $1
     [ $# -ge 3 ] || return 1
     [ "$3" = "$this_host" ] || return 0
+    if [ $# -ge 4 ] && [ "$4" != - ] && [ -n "$my_pidns" ] && [ "$4" != "$my_pidns" ]; then
+        return 0
+    fi
     if [ -d /proc/self ]; then
         [ -d "/proc/$1" ] || return 1
         [ "$2" = - ] || [ "$(start_of "$1")" = "$2" ]
@@ -256,7 +262,14 @@ alive() {
     fi
     kill -0 "$1" 2>/dev/null || ps -p "$1" >/dev/null 2>&1
 }
-describe() { set -- $1; echo "pid ${1:-?} on ${3:-an unknown host}"; }
+describe() {
+    set -- $1
+    if [ $# -ge 4 ] && [ "$4" != - ] && [ -n "$my_pidns" ] && [ "$4" != "$my_pidns" ]; then
+        echo "pid ${1:-?} on ${3:-an unknown host}, in another container"
+    else
+        echo "pid ${1:-?} on ${3:-an unknown host}"
+    fi
+}
 
 # ---- one install into a prefix at a time: a lock directory beside it
 lock="$parent/.$base.gapship-lock"
