@@ -137,8 +137,9 @@ def lock_of(prefix: Path) -> Path:
     return prefix.parent / f".{prefix.name}.gapship-lock"
 
 
+@pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize("owner", ["dead", "reused"])
-def test_a_stale_lock_is_taken_over_and_said_so(tmp_path: Path, owner: str) -> None:
+def test_a_stale_lock_is_taken_over_and_said_so(tmp_path: Path, owner: str, shell: str) -> None:
     prefix = tmp_path / "env"
     lock = lock_of(prefix)
     lock.mkdir()
@@ -146,14 +147,15 @@ def test_a_stale_lock_is_taken_over_and_said_so(tmp_path: Path, owner: str) -> N
     record = (f"{dead_pid()} - {HOST}" if owner == "dead"
               else f"{os.getpid()} {int(start_time(os.getpid())) + 1} {HOST}")
     (lock / "owner").write_text(record + "\n")
-    proc = install(bundle_of(tmp_path), prefix)
+    proc = install(bundle_of(tmp_path), prefix, shell=shell)
     assert proc.returncode == 0, proc.stderr
     assert "removed the lock" in proc.stderr and "is not running" in proc.stderr
     assert debris(tmp_path) == []
 
 
+@pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize("owner", ["alive", "elsewhere", "container"])
-def test_a_lock_that_may_be_held_is_respected(tmp_path: Path, owner: str) -> None:
+def test_a_lock_that_may_be_held_is_respected(tmp_path: Path, owner: str, shell: str) -> None:
     prefix = tmp_path / "env"
     lock = lock_of(prefix)
     lock.mkdir()
@@ -162,7 +164,7 @@ def test_a_lock_that_may_be_held_is_respected(tmp_path: Path, owner: str) -> Non
               "elsewhere": f"{dead_pid()} - login02.other.cluster",
               "container": f"{dead_pid()} - {HOST} 1"}[owner]
     (lock / "owner").write_text(record + "\n")
-    proc = install(bundle_of(tmp_path), prefix)
+    proc = install(bundle_of(tmp_path), prefix, shell=shell)
     assert proc.returncode != 0
     assert "another install into" in proc.stderr and str(lock) in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 2   # "verifying", then the refusal
@@ -257,8 +259,9 @@ def killed_at(tmp_path: Path, point: str, signal: str, shell: str) -> None:
     assert len(said) == (0 if point == "mv-into-place" else 2), forced.stderr
 
 
+@pytest.mark.parametrize("shell", SHELLS)
 def test_debris_of_an_older_installer_is_cleaned_and_a_hidden_environment_restored(
-        tmp_path: Path) -> None:
+        tmp_path: Path, shell: str) -> None:
     prefix = tmp_path / "env"
     pid = dead_pid()
     (tmp_path / f".env.gapship-new.{pid}" / "bin").mkdir(parents=True)
@@ -269,7 +272,7 @@ def test_debris_of_an_older_installer_is_cleaned_and_a_hidden_environment_restor
     # not ours to touch: another prefix's debris, and debris of a process that still runs
     (tmp_path / f".other.gapship-new.{pid}").mkdir()
     (tmp_path / f".env.gapship-new.{os.getpid()}").mkdir()
-    proc = install(bundle_of(tmp_path), prefix)
+    proc = install(bundle_of(tmp_path), prefix, shell=shell)
     assert proc.returncode != 0 and "already exists" in proc.stderr
     assert python3_of(prefix) == "hidden"
     lines = proc.stderr.splitlines()
@@ -291,13 +294,14 @@ def test_a_hidden_directory_that_is_not_an_environment_is_never_deleted(tmp_path
     assert "left" in proc.stderr and "not a gapship environment" in proc.stderr
 
 
-def test_a_reused_pid_does_not_keep_debris_alive(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_reused_pid_does_not_keep_debris_alive(tmp_path: Path, shell: str) -> None:
     prefix = tmp_path / "env"
     # debris whose recorded pid is alive now, but as another process (its start time differs)
     work = tmp_path / ".env.gapship-install.AbC123"
     (work / "tree").mkdir(parents=True)
     (work / "owner").write_text(f"{os.getpid()} {int(start_time(os.getpid())) + 1} {HOST}\n")
-    proc = install(bundle_of(tmp_path), prefix)
+    proc = install(bundle_of(tmp_path), prefix, shell=shell)
     assert proc.returncode == 0, proc.stderr
     assert f"removed {work}" in proc.stderr
     assert debris(tmp_path) == []
