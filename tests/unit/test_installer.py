@@ -228,7 +228,7 @@ def test_a_bundle_cut_inside_its_header_never_exits_0(tmp_path: Path, shell: str
     assert not (tmp_path / "env").exists()
 
 
-def test_tilde_prefix_means_home(tmp_path: Path) -> None:
+def test_tilde_prefix_means_home_and_a_relative_one_the_current_dir(tmp_path: Path) -> None:
     bundle = bundle_of(tmp_path)
     home = tmp_path / "home"
     home.mkdir()
@@ -238,6 +238,11 @@ def test_tilde_prefix_means_home(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert (home / "envs" / "x" / "gapship" / "manifest.json").is_file()
     assert not (tmp_path / "~").exists()
+    # a relative prefix is named from the current directory, without ./
+    rel = subprocess.run(["dash", str(bundle), "--prefix", "./envs/y"], capture_output=True,
+                         text=True, cwd=tmp_path, env=env, check=False)
+    assert rel.returncode == 0, rel.stderr
+    assert f"into {tmp_path}/envs/y." in rel.stderr
 
 
 @pytest.mark.parametrize("prefix", ["", "a:b"])

@@ -137,7 +137,8 @@ case $prefix in
                prefix="$HOME${prefix#'~'}" ;;
     '~'*) die "--prefix $prefix: only ~ (your home) is expanded here; give the full path." ;;
 esac
-case $prefix in /*) ;; *) prefix="$(pwd)/$prefix" ;; esac
+while :; do case $prefix in ./*) prefix=${prefix#./} ;; *) break ;; esac; done
+case $prefix in /*) ;; .) prefix=$(pwd) ;; *) prefix="$(pwd)/$prefix" ;; esac
 while :; do case $prefix in */) prefix=${prefix%/} ;; *) break ;; esac; done
 [ -n "$prefix" ] || die "the prefix cannot be /; choose a directory such as ~/envs/$GAPSHIP_NAME"
 case $prefix in
