@@ -62,11 +62,13 @@ def shell_argv(name: str) -> list[str]:
 
 # What each integration module needs, as pytest markers (see README, "The fast loop"):
 # replica = bubblewrap + a debootstrapped rootfs; network = PyPI through the cache;
-# slow = minutes. Unit tests need none of them. A new module must say what it needs here.
+# slow = minutes (a few unit modules mark themselves slow too: fault injection under every
+# shell). A new integration module must say what it needs here.
 INTEGRATION_MARKS: dict[str, tuple[str, ...]] = {
     "test_doctor_replica": ("replica", "network", "slow"),
     "test_end_to_end": ("replica", "network", "slow"),
     "test_gpu_stack": ("replica", "network", "slow"),
+    "test_installer_replica": ("replica",),
     "test_interpreters": ("replica", "network", "slow"),
     "test_plan_resolve": ("network",),
     "test_probe_replica": ("replica",),

@@ -50,24 +50,24 @@ class Provided:
 
 
 def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, level: int = 6,
-              keep_tree: Path | None = None) -> PackResult:
+              keep_tree: Path | None = None, sign_key: Path | None = None) -> PackResult:
     """Build ``out`` for ``target`` from env.toml's spec. Nothing is written at ``out``
     unless every check passed."""
     provided = provide(spec, target)
     lock = plan_spec(spec, target, provided)
     return _fetch_stage_bundle(lock, provided.python.interpreter, target, out, level=level,
-                               keep_tree=keep_tree)
+                               keep_tree=keep_tree, sign_key=sign_key)
 
 
 def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
               python_spec: PythonSpec | None = None, level: int = 6,
-              keep_tree: Path | None = None) -> PackResult:
+              keep_tree: Path | None = None, sign_key: Path | None = None) -> PackResult:
     """Build ``out`` for ``target`` exactly from a lock that `gapship plan` wrote.
     ``python_spec`` (the CLI's --python options) names the archive or rootfs to take the
     lock's interpreter from."""
     interpreter = interpreter_for_lock(lock, python_spec or PythonSpec(), target)
     return _fetch_stage_bundle(lock, interpreter, target, out, level=level,
-                               keep_tree=keep_tree)
+                               keep_tree=keep_tree, sign_key=sign_key)
 
 
 # ---- providers
@@ -128,7 +128,8 @@ def _refuse_missing_toolkit(lock: Lock) -> None:
 # ---- fetch -> stage -> bundle
 
 def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo, out: Path,
-                        *, level: int, keep_tree: Path | None) -> PackResult:
+                        *, level: int, keep_tree: Path | None,
+                        sign_key: Path | None = None) -> PackResult:
     _refuse_missing_toolkit(lock)
     for warning in lock.warnings:
         ui.warn(warning)
@@ -140,7 +141,7 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
         tree = stage_environment(lock, interpreter, list(fetched.paths), target, workdir)
         bundle = write_bundle(tree.path, out, name=lock.name, version=lock.env_version,
                               python=interpreter.version, installed_bytes=tree.total_bytes,
-                              level=level)
+                              level=level, sign_key=sign_key)
         if keep_tree is not None:
             shutil.rmtree(keep_tree, ignore_errors=True)
             shutil.move(str(tree.path), keep_tree)

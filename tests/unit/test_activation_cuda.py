@@ -174,7 +174,8 @@ def test_environment_without_gpu_ignores_ld_library_path(tmp_path: Path) -> None
                f'{_SHOW.format(name="during")}', tmp_path, prefix, site)
     assert proc.returncode == 0 and proc.stderr == ""
     assert shown(tmp_path, "during")["CUDA_HOME"] == "unset"
-    assert "LD_LIBRARY_PATH" not in (prefix / "activate").read_text().split("_gapship_each()")[1]\
+    activate_sh = prefix / "gapship" / "activation" / "activate.sh"
+    assert "LD_LIBRARY_PATH" not in activate_sh.read_text().split("_gapship_each()")[1]\
         .split("\n")[1]
 
 

@@ -13,20 +13,30 @@ from gapship import doctor
 from gapship.node import layout
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "gapship"
-SHELL_FILES = ("bundle/installer.sh", "activate/write-activation.sh", "activate/activate.sh.in",
-               "activate/gapship-rehome.sh", "doctor/gapship-doctor.sh")
+SHELL_FILES = ("bundle/installer.sh", "activate/write-activation.sh", "activate/activate.in",
+               "activate/activate.sh.in", "activate/activate.csh.in", "activate/activate.fish.in",
+               "activate/ld-library-path.sh", "activate/gapship-rehome.sh",
+               "activate/gapship-profile.sh", "activate/gapship-remove.sh",
+               "doctor/gapship-doctor.sh")
 # a path inside the environment's own directory: `$tree/gapship/name`, "$here/gapship"
-IN_GAPSHIP = re.compile(r"(?<=/)gapship(?:/[\w.-]*\w)*(?![\w-])")
+# (the user's ~/.config/gapship, where trusted keys live, is not one)
+IN_GAPSHIP = re.compile(r"(?<!config/)(?<!config}/)(?<=/)gapship(?:/[\w.-]*\w)*(?![\w-])")
 COMMAND = re.compile(r"\bbin/gapship-[\w-]*\w")
 # what each shell file must find where layout.py puts it (read, written or run there)
 SHELL_USES = {
     "bundle/installer.sh": {layout.MANIFEST, layout.WRITE_ACTIVATION, layout.DOCTOR,
                             layout.REHOME},
     "activate/write-activation.sh": {layout.NAME, layout.VERSION, layout.BASE_PYTHON,
-                                     layout.ACTIVATE_CONF, layout.ACTIVATION_TEMPLATE,
-                                     layout.PREFIX_RECORD, layout.PREFIX_RECORD_TMP,
-                                     layout.REHOME},
+                                     layout.ACTIVATE_CONF, layout.ACTIVATION_DIR,
+                                     layout.ACTIVATE_SH, layout.PREFIX_RECORD,
+                                     layout.PREFIX_RECORD_TMP, layout.REHOME},
+    "activate/activate.in": set(),
     "activate/activate.sh.in": {layout.REHOME},
+    "activate/activate.csh.in": set(),
+    "activate/activate.fish.in": set(),
+    "activate/ld-library-path.sh": set(),
+    "activate/gapship-profile.sh": set(),
+    "activate/gapship-remove.sh": set(),
     "activate/gapship-rehome.sh": {layout.ACTIVATION_TEMPLATE, layout.PREFIX_RECORD,
                                    layout.WRITE_ACTIVATION},
     "doctor/gapship-doctor.sh": {layout.DIRECTORY},
@@ -81,7 +91,7 @@ def _is_directory(node: ast.AST) -> bool:
 def _spells_a_path_in_gapship(node: ast.AST, docs: set[int]) -> bool:
     """"gapship/x" in a string, os.path.join(p, "gapship", "x") or p / "gapship" / "x"."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
-        return re.search(r"(?<![\w.-])gapship/[\w.-]", node.value) is not None
+        return re.search(r"(?<![\w.-])(?<!\.config/)gapship/[\w.-]", node.value) is not None
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
             and node.func.attr == "join":
         return any(_is_directory(arg) for arg in node.args[:-1])

@@ -21,8 +21,13 @@ if [ -f "$tree/gapship/base-python" ]; then
     done
 fi
 
-# single-quote for sh, then escape for a sed replacement
+# Each shell's quoting, then escaping for a sed replacement. sh_quote escapes for inside '...'
+# (activate.sh.in has the quotes); csh and fish words come with their quotes.
 sh_quote() { printf '%s' "$1" | sed "s/'/'\\\\''/g"; }
+csh_word() { printf "'%s'" "$(sh_quote "$1")"; }
+fish_word() { printf "'%s'" "$(printf '%s' "$1" | sed -e 's/[\\]/\\\\/g' -e "s/'/\\\\'/g")"; }
+# for "..." in sh and fish (the stub that every shell reads)
+dq_escape() { printf '%s' "$1" | sed 's/[\\"$`]/\\&/g'; }
 sed_escape() { printf '%s' "$1" | sed 's/[\\&|]/\\&/g'; }
 
 # The GPU stack (gapship/activate.conf, prefix-relative, written at pack time): CUDA_HOME,
@@ -49,20 +54,38 @@ $ld_last_first" ;;
     esac
 fi
 
-p_sh=$(sed_escape "$(sh_quote "$prefix")")
-n_sh=$(sed_escape "$(sh_quote "$name")")
+# Activation files: activate (read by every shell; sends sh to gapship/activation/activate.sh
+# and tells csh and fish users their file), activate.csh, activate.fish.
+shipped="$tree/gapship/activation"
+helper="$prefix/gapship/libexec/ld-library-path.sh"
+# a path that a message may show as it is in sh, csh and fish, or the word PREFIX
+case $prefix in *[\\\"\$\`!\']*) shown=PREFIX ;; *) shown=$prefix ;; esac
 p_disp=$(sed_escape "$prefix" | tr '\n' ' ')
 
-tmp="$tree/activate.gapship-tmp"
-sed -e "s|__GAPSHIP_PREFIX__|$p_sh|g" -e "s|__GAPSHIP_NAME__|$n_sh|g" \
-    -e "s|__GAPSHIP_PREFIX_DISPLAY__|$p_disp|g" \
-    -e "s|__GAPSHIP_CUDA_HOME__|$(sed_escape "$(sh_quote "$cuda")")|g" \
-    -e "s|__GAPSHIP_CUDA_BIN__|$(sed_escape "$(sh_quote "$cuda_bin")")|g" \
-    -e "s|__GAPSHIP_LD_LIBRARY_PATH__|$(sed_escape "$(sh_quote "$ld")")|g" \
-    -e "s|__GAPSHIP_XLA_DATA_DIR__|$(sed_escape "$(sh_quote "$xla")")|g" \
-    -e "s|__GAPSHIP_GPU_VARS__|$gpu_vars|g" \
-    "$tree/gapship/activation/activate.sh.in" > "$tmp"
-mv -f "$tmp" "$tree/activate"
+# fill TEMPLATE OUT QUOTE: the placeholders, each value quoted by the function QUOTE
+fill() {
+    q=$3
+    sed -e "s|__GAPSHIP_PREFIX__|$(sed_escape "$($q "$prefix")")|g" \
+        -e "s|__GAPSHIP_NAME__|$(sed_escape "$($q "$name")")|g" \
+        -e "s|__GAPSHIP_PREFIX_DISPLAY__|$p_disp|g" \
+        -e "s|__GAPSHIP_CUDA_HOME__|$(sed_escape "$($q "$cuda")")|g" \
+        -e "s|__GAPSHIP_CUDA_BIN__|$(sed_escape "$($q "$cuda_bin")")|g" \
+        -e "s|__GAPSHIP_LD_LIBRARY_PATH__|$(sed_escape "$($q "$ld")")|g" \
+        -e "s|__GAPSHIP_XLA_DATA_DIR__|$(sed_escape "$($q "$xla")")|g" \
+        -e "s|__GAPSHIP_GPU_VARS__|$gpu_vars|g" \
+        -e "s|__GAPSHIP_LD_HELPER__|$(sed_escape "$($q "$helper")")|g" \
+        -e "s|__GAPSHIP_CSH_ISOLATE__|$(sed_escape "$($q "setenv GAPSHIP_ISOLATE 1; source $(csh_word "$prefix/activate.csh")")")|g" \
+        -e "s|__GAPSHIP_FISH_ISOLATE__|$(sed_escape "$($q "GAPSHIP_ISOLATE=1 source $(fish_word "$prefix/activate.fish")")")|g" \
+        -e "s|__GAPSHIP_SH_FILE__|$(sed_escape "$(dq_escape "$prefix/gapship/activation/activate.sh")")|g" \
+        -e "s|__GAPSHIP_CSH_FILE__|$(sed_escape "$shown/activate.csh")|g" \
+        -e "s|__GAPSHIP_FISH_FILE__|$(sed_escape "$shown/activate.fish")|g" \
+        "$1" > "$2.gapship-tmp"
+    mv -f "$2.gapship-tmp" "$2"
+}
+fill "$shipped/activate.sh.in" "$shipped/activate.sh" sh_quote
+fill "$shipped/activate.csh.in" "$tree/activate.csh" csh_word
+fill "$shipped/activate.fish.in" "$tree/activate.fish" fish_word
+fill "$shipped/activate.in" "$tree/activate" sh_quote
 
 # Modulefiles: the same variables for `module use PREFIX/modulefiles; module load NAME`.
 # Lmod reads NAME/VERSION.lua (pushenv: unload gives back a site module's CUDA_HOME);

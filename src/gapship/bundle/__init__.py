@@ -1,4 +1,5 @@
-"""Tree -> a self-extracting ``.run``: a POSIX sh installer with a gzip'd tar payload appended.
+"""Tree -> a self-extracting ``.run``: a POSIX sh installer with a gzip'd tar payload appended,
+and, when signed, a signature of both after them.
 
 The header's values have fixed widths, so the header is written first with placeholders,
 the payload is streamed after it (hashing as it goes), and the header is then rewritten in
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tarfile
 import zlib
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gapship import ui
+from gapship.bundle import signing
 from gapship.errors import BundleError
 from gapship.node import layout
 
@@ -29,7 +32,10 @@ class BundleInfo:
     size: int
     payload_sha256: str
     installed_bytes: int
+    installed_kb: int
     file_count: int
+    file_sha256: str
+    signed: bool
 
 
 def _template() -> str:
@@ -37,7 +43,8 @@ def _template() -> str:
 
 
 def render_header(*, name: str, version: str, python: str, header_bytes: int,
-                  payload_bytes: int, sha256: str, installed_kb: int, file_count: int) -> bytes:
+                  payload_bytes: int, sha256: str, installed_kb: int, file_count: int,
+                  signature_bytes: int = 0) -> bytes:
     """The installer text with its values filled in; the length does not depend on numbers."""
     def num(value: int) -> str:
         text = str(value)
@@ -49,7 +56,7 @@ def render_header(*, name: str, version: str, python: str, header_bytes: int,
         "@NAME@": f"'{name}'", "@VERSION@": f"'{version}'", "@PYTHON@": f"'{python}'",
         "@HEADER_BYTES@": num(header_bytes), "@PAYLOAD_BYTES@": num(payload_bytes),
         "@PAYLOAD_SHA256@": sha256.ljust(64), "@INSTALLED_KB@": num(installed_kb),
-        "@FILE_COUNT@": num(file_count),
+        "@FILE_COUNT@": num(file_count), "@SIGNATURE_BYTES@": num(signature_bytes),
     }
     text = _template()
     for key, value in values.items():
@@ -97,31 +104,76 @@ def _members(tree: Path) -> list[Path]:
     return [p for p in paths if p != manifest] + [manifest]
 
 
+_BLOCK = 4096
+# a symlink whose target fits in the inode (ext4: under 60 bytes) takes no block
+_FAST_SYMLINK = 60
+
+
+def disk_usage_kb(members: list[Path]) -> int:
+    """KiB the tree takes once extracted, as du counts it: each file, directory and long
+    symlink rounded up to 4 KiB blocks; hard links counted once."""
+    seen: set[tuple[int, int]] = set()
+    blocks = 0
+    for path in members:
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            blocks += 1 if len(os.readlink(path)) >= _FAST_SYMLINK else 0
+            continue
+        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+        # a directory of many entries takes more than one block, here as on the target
+        size = max(_BLOCK, st.st_size) if stat.S_ISDIR(st.st_mode) else st.st_size
+        blocks += -(-size // _BLOCK)
+    return blocks * _BLOCK // 1024
+
+
 def _normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     return info
 
 
+def _file_digest(fh: BinaryIO, size: int) -> hashlib._Hash:
+    """sha256 of the first ``size`` bytes of an open file."""
+    fh.seek(0)
+    digest = hashlib.sha256()
+    left = size
+    while left:
+        chunk = fh.read(min(left, 1 << 20))
+        if not chunk:
+            raise BundleError("the bundle changed while it was being signed; this is a bug.")
+        digest.update(chunk)
+        left -= len(chunk)
+    return digest
+
+
 def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
-                 installed_bytes: int, level: int = 6) -> BundleInfo:
-    """Write ``out`` atomically from the staged environment ``tree``."""
+                 installed_bytes: int, level: int = 6, sign_key: Path | None = None
+                 ) -> BundleInfo:
+    """Write ``out`` atomically from the staged environment ``tree``; with ``sign_key`` (a
+    private key from `gapship keygen`), append the signature of its header and payload."""
     if not (tree / layout.MANIFEST).is_file():
         raise BundleError(f"{tree} has no {layout.MANIFEST}; stage the tree first.")
+    key = signing.load_private_key(sign_key) if sign_key is not None else None
+    signature_bytes = signing.SIGNATURE_BYTES if key is not None else 0
     members = _members(tree)
+    # the root directory itself is created too
+    installed_kb = disk_usage_kb(members) + _BLOCK // 1024
 
     def header_for(header_bytes: int, payload_bytes: int, sha256: str) -> bytes:
         return render_header(name=name, version=version, python=python,
                              header_bytes=header_bytes, payload_bytes=payload_bytes,
-                             sha256=sha256, installed_kb=installed_bytes // 1024 + 1,
-                             file_count=len(members))
+                             sha256=sha256, installed_kb=installed_kb,
+                             file_count=len(members), signature_bytes=signature_bytes)
 
     placeholder = header_for(0, 0, "0" * 64)
     header_bytes = len(placeholder)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.gapship-tmp")
     try:
-        with tmp.open("wb") as fh:
+        with tmp.open("w+b") as fh:
             fh.write(placeholder)
             hashing = _HashingWriter(fh)
             gz = _GzipStream(hashing, level)
@@ -142,10 +194,20 @@ def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
             fh.seek(0)
             fh.write(header)
             fh.flush()
+            # one more pass: the sha256 of the whole file (and what the signature covers)
+            whole = _file_digest(fh, header_bytes + hashing.count)
+            if key is not None:
+                signature = signing.sign_sha256(key, whole.digest())
+                fh.seek(0, os.SEEK_END)
+                fh.write(signature)
+                whole.update(signature)
+            fh.flush()
             os.fsync(fh.fileno())
         tmp.chmod(0o755)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return BundleInfo(path=out, size=out.stat().st_size, payload_sha256=hashing.digest.hexdigest(),
-                      installed_bytes=installed_bytes, file_count=len(members))
+                      installed_bytes=installed_bytes, installed_kb=installed_kb,
+                      file_count=len(members), file_sha256=whole.hexdigest(),
+                      signed=key is not None)

@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from gapship import __version__, ui
-from gapship.cli import demo, pack, plan, probe, target, try_
+from gapship.cli import demo, keygen, pack, plan, probe, target, try_
 from gapship.errors import GapshipError
 
-COMMANDS = (probe, target, plan, pack, try_, demo)
+COMMANDS = (probe, target, plan, pack, try_, demo, keygen)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,9 @@ def register(sub: Any) -> None:
     p.add_argument("--level", type=int, default=6, choices=range(1, 10), metavar="1-9",
                    help="gzip level (default 6)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--sign", type=Path, metavar="KEY",
+                   help="sign the bundle with this private key (from `gapship keygen`); the "
+                   "installer checks it with --trust KEY.pub")
     add_python_arguments(p)
     p.set_defaults(run=run)
 
@@ -39,6 +42,7 @@ def report(result: PackResult) -> dict[str, Any]:
     return {
         "bundle": str(result.bundle.path), "bundle_bytes": result.bundle.size,
         "payload_sha256": result.bundle.payload_sha256,
+        "file_sha256": result.bundle.file_sha256, "signed": result.bundle.signed,
         "installed_bytes": result.tree.total_bytes, "files": result.bundle.file_count,
         "python": result.lock.python_version, "platform": result.lock.platform_tag,
         "downloaded_bytes": result.fetched.downloaded_bytes,
@@ -65,7 +69,8 @@ def print_report(data: dict[str, Any]) -> None:
         f"\n[bold green]wrote[/] {data['bundle']}: {data['bundle_bytes'] / 1e6:.1f} MB, "
         f"{data['installed_bytes'] / 1e6:.1f} MB installed, {data['files']} files, "
         f"Python {data['python']} for {data['platform']}\n"
-        f"  sha256 of the payload: {data['payload_sha256']}\n"
+        f"  sha256 of the whole file: {data['file_sha256']}"
+        f"{'  (signed)' if data['signed'] else ''}\n"
         f"  next: gapship try {data['bundle']}   (install it offline here first)\n"
         f"        scp {data['bundle']} cluster:   then there: sh {Path(data['bundle']).name}"
         " --prefix ~/envs/NAME")
@@ -88,13 +93,14 @@ def run(args: argparse.Namespace) -> int:
     out = args.output or Path(f"{spec_or_lock.name}.run")
     if isinstance(spec_or_lock, Lock):
         result = pack_lock(spec_or_lock, target, out, level=args.level,
-                           python_spec=python_spec(args, PythonSpec()))
+                           python_spec=python_spec(args, PythonSpec()),
+                           sign_key=args.sign)
     else:
         spec = spec_or_lock
         chosen = python_spec(args, spec.python_spec)
         if chosen is not None:
             spec = replace(spec, python_spec=chosen)
-        result = pack_spec(spec, target, out, level=args.level)
+        result = pack_spec(spec, target, out, level=args.level, sign_key=args.sign)
     data = report(result)
     if args.json:
         sys.stdout.write(json.dumps(data, indent=1) + "\n")

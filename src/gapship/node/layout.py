@@ -34,7 +34,13 @@ PREFIX_RECORD = "gapship/prefix"  # where the environment was installed, one lin
 PREFIX_RECORD_TMP = "gapship/prefix.tmp"  # written first, then renamed over PREFIX_RECORD
 
 # The machinery shipped verbatim
+ACTIVATION_DIR = "gapship/activation"  # the templates, and the sh activation written there
+ACTIVATE_SH = "gapship/activation/activate.sh"  # written at install; PREFIX/activate sends sh here
+ACTIVATE_DISPATCH_TEMPLATE = "gapship/activation/activate.in"  # PREFIX/activate: any shell
 ACTIVATION_TEMPLATE = "gapship/activation/activate.sh.in"
+ACTIVATION_TEMPLATE_CSH = "gapship/activation/activate.csh.in"
+ACTIVATION_TEMPLATE_FISH = "gapship/activation/activate.fish.in"
+LD_LIBRARY_PATH_HELPER = "gapship/libexec/ld-library-path.sh"  # the shadowing guard, every shell
 WRITE_ACTIVATION = "gapship/libexec/write-activation.sh"
 NODE = "gapship/node"  # this package: the doctor's checks, run as `node.main`
 
@@ -42,3 +48,5 @@ NODE = "gapship/node"  # this package: the doctor's checks, run as `node.main`
 PYVENV_CFG = "pyvenv.cfg"  # --python target only: ties the target's interpreter to PREFIX
 DOCTOR = "bin/gapship-doctor"
 REHOME = "bin/gapship-rehome"
+PROFILE = "bin/gapship-profile"
+REMOVE = "bin/gapship-remove"
