@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from gapship.node.base import FAIL, PASS
+from gapship.node.catalogue import error_line
 from gapship.node.imports import check_distributions
 
 PLUGIN = '''import sys
@@ -60,3 +63,54 @@ def test_a_plugin_the_framework_loads_itself_is_no_failure(tmp_path: Path) -> No
     checks = check_distributions(str(python), dists, 60, {"prefix": str(tmp_path)}, {},
                                  bundled)
     assert checks[1].status == PASS and checks[1].detail.startswith("loaded by torch itself")
+
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "doctor"
+# what `import tensorflow` printed on nodes without the library (TensorFlow 1.x's own banner)
+TF1_FAILURES = [
+    ("tf-1.11-libcublas-9.0.txt",
+     "ImportError: libcublas.so.9.0: cannot open shared object file: No such file or directory",
+     "cuda-library-missing-toolkit"),
+    ("tf-1.14-libcudnn-7.txt",
+     "ImportError: libcudnn.so.7: cannot open shared object file: No such file or directory",
+     "cuda-library-missing-toolkit"),
+    ("tf-1.11-glibc-2.17.txt",
+     "ImportError: /lib64/libc.so.6: version `GLIBC_2.17' not found (required by /home/u/envs/tf/"
+     "lib/python3.6/site-packages/tensorflow/python/_pywrap_tensorflow_internal.so)",
+     "glibc-too-old"),
+]
+
+
+def failing_with(text_file: Path) -> str:
+    """A module that fails to import as the recorded TensorFlow did: its text on stderr."""
+    return (f"import sys\nsys.stderr.write(open({str(text_file)!r}).read())\n"
+            "raise SystemExit(1)\n")
+
+
+@pytest.mark.parametrize(("recorded", "line", "diagnosis"), TF1_FAILURES)
+def test_a_failed_tensorflow_import_names_the_error_not_the_banner(
+        tmp_path: Path, recorded: str, line: str, diagnosis: str) -> None:
+    """Issue 12.7c: the detail read "above this error message when asking for help."; 12.7b:
+    on a CUDA 9.0 toolkit stack the remedy points at the toolkit, never at cu12 wheels."""
+    python = venv_with(tmp_path, {"tensorflow": failing_with(FIXTURES / recorded)})
+    dists = [{"name": "tensorflow-gpu", "version": "1.11.0", "imports": ["tensorflow"]}]
+    context = {"prefix": str(tmp_path), "cuda": "9.0", "cuda_source": "toolkit"}
+    (check,) = check_distributions(str(python), dists, 60, context, {}, lambda name: {})
+    assert check.status == FAIL
+    assert check.detail == line
+    assert check.diagnosis == diagnosis
+    assert "-cu12" not in check.remedy.replace("nvidia-*-cu11/cu12", "")
+    if diagnosis.startswith("cuda-library"):
+        assert 'cuda = { path = "/usr/local/cuda-9.0" }' in check.remedy
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("Traceback (most recent call last):\n  File \"<string>\", line 1\nModuleNotFoundError: "
+     "No module named 'yaml'\n", "ModuleNotFoundError: No module named 'yaml'"),
+    ("Illegal instruction (core dumped)\n", "Illegal instruction (core dumped)"),
+    ("numpy.core._exceptions._UFuncNoLoopError: no loop\n", "numpy.core._exceptions."
+     "_UFuncNoLoopError: no loop"),
+    ("", "no message"),
+])
+def test_the_error_line_of_plain_texts(text: str, line: str) -> None:
+    assert error_line(text) == line

@@ -5,7 +5,7 @@ named and explained."""
 import re
 
 from .base import FAIL, PASS, Check, python_env, run, signal_name
-from .catalogue import explain
+from .catalogue import cuda_context, explain
 
 # Standard-library modules whose extension modules need grafted libraries (ssl, sqlite3 ...):
 # an install that lost one of those libraries fails here.
@@ -46,6 +46,8 @@ def try_import(python, module, timeout, context, library_context=None, first=Non
         return FAIL, "the import was killed by %s" % name, remedy, diagnosis
     if ran.returncode != 0:
         missing = _MISSING_LIBRARY.search(ran.stderr)
+        if missing:
+            context = dict(context, **cuda_context(missing.group(1), context.get("cuda")))
         if missing and library_context is not None:
             context = dict(context, **library_context(missing.group(1)))
         detail, remedy, diagnosis = explain(ran.stderr, context, FALLBACK % module)
