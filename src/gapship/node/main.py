@@ -55,7 +55,8 @@ def run_checks(prefix, timeout, quick=False, no_gpu=False, framework_timeout=600
     expected = gpu.gpu_facts(prefix)
     # the GPU stack the plan chose: remedies for a missing CUDA library follow it
     context = {"prefix": prefix, "gpu_node_command": environment.gpu_node_command(prefix),
-               "cuda": expected.get("cuda"), "cuda_source": expected.get("cuda_source") or "none"}
+               "cuda": expected.get("cuda"),
+               "cuda_source": expected.get("cuda_source") or "none"}
     python = os.path.join(prefix, "bin", "python3")
     env_info = load_json(os.path.join(prefix, layout.ENVIRONMENT))
     if env_info is None:
@@ -64,6 +65,7 @@ def run_checks(prefix, timeout, quick=False, no_gpu=False, framework_timeout=600
                                   "The install is incomplete: install the bundle again."))
         env_info = {"distributions": []}
     distributions = env_info.get("distributions", [])
+    context["site_packages"] = env_info.get("site_packages")
     state.section("interpreter", environment.check_interpreter, prefix)
     state.section("location", environment.check_location, prefix)
     owners = Owners(prefix)
