@@ -191,3 +191,25 @@ def test_tensorflow1_contrib_ops_missing_tensorrt_or_nccl_only_warn(tmp_path: Pa
            str(other))
     checks, scan = check_closure(str(prefix), loader=Loader(""))
     assert (FAIL, "libfoo.so.1 not found") in [(c.status, c.name) for c in checks]
+
+
+def test_a_cuda_library_missing_from_a_toolkit_stack_points_at_the_toolkit(
+        tmp_path: Path) -> None:
+    """Issue 12.7b: for a CUDA 9 stack the doctor suggested nvidia-cublas-cu12."""
+    prefix = fake_prefix(tmp_path / "env")
+    needed = shared(tmp_path / "absent" / "libcublas.so.9.0", "int cublas(void) { return 1; }\n",
+                    soname="libcublas.so.9.0")
+    shared(prefix / SITE / "tensorflow" / "python" / "_pywrap_tensorflow_internal.so",
+           "int cublas(void);\nint tf(void) { return cublas(); }\n", str(needed))
+    (prefix / SITE / "pkg-1.0.dist-info" / "RECORD").write_text("pkg/_ext.so,,\n")
+    context = {"cuda": "9.0", "cuda_source": "toolkit"}
+    checks, _ = check_closure(str(prefix), loader=Loader(""), context=context)
+    (check,) = [c for c in checks if c.name == "libcublas.so.9.0 not found"]
+    assert check.status == FAIL and check.diagnosis == "cuda-library-missing-toolkit"
+    assert 'cuda = { path = "/usr/local/cuda-9.0" }' in check.remedy
+    assert "nvidia-cublas" not in check.remedy
+    wheels = {"cuda": "12.4", "cuda_source": "wheels"}
+    checks, _ = check_closure(str(prefix), loader=Loader(""), context=wheels)
+    (check,) = [c for c in checks if c.name == "libcublas.so.9.0 not found"]
+    assert check.diagnosis == "cuda-library-other-version"
+    assert "built for CUDA 9.0" in check.remedy and "CUDA is 12.4" in check.remedy

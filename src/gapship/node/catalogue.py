@@ -5,6 +5,11 @@ An entry matches when one of its regular expressions finds the error text and ev
 Entries are tried in file order, so the specific ones come before the general ones.
 ``cause`` and ``fix`` are templates: ``{name}`` takes a named group of the match, else a
 context field the entry declares in ``context``, else the entry's ``defaults``.
+
+Beside the entries, the file holds two tables the doctor judges with: ``cuda_libraries``
+(which NVIDIA wheel ships a CUDA library, so that a remedy follows the environment's own CUDA
+stack) and ``optional_plugins`` (kinds of library that only some programs load, whose
+missing needs are a warning).
 """
 
 import json
@@ -193,6 +198,7 @@ def catalogue():
     return _LOADED[0]
 
 
+MISSING_LIBRARY = re.compile(r"([^\s:'\"/]+\.so[^\s:'\"]*): cannot open shared object file")
 _SONAME = re.compile(r"^(?P<stem>lib.+?)\.so(?:\.(?P<version>[0-9][0-9.]*))?$")
 
 
@@ -245,9 +251,19 @@ def error_line(text):
     return lines[-1] if lines else "no message"
 
 
+def missing_library(text):
+    """The library an error text says cannot be opened (libcublas.so.9.0), or None."""
+    found = MISSING_LIBRARY.search(text)
+    return found.group(1) if found else None
+
+
 def explain(text, context, fallback):
     """(detail, remedy, diagnosis id) for an error ``text``; ``fallback`` is the remedy when
-    no entry matches."""
+    no entry matches. A CUDA library that cannot be opened is judged against the
+    environment's CUDA stack (``cuda``, ``cuda_source`` in ``context``)."""
+    library = missing_library(text)
+    if library:
+        context = dict(cuda_context(library, context.get("cuda")), **context)
     found = catalogue().diagnose(text, context)
     detail = error_line(text)
     if found is None:

@@ -9,14 +9,13 @@ import re
 
 from . import layout
 from .base import FAIL, PASS, Check, listing, plural, python_env, run, signal_name
-from .catalogue import cuda_context, explain
+from .catalogue import explain, missing_library
 
 # Standard-library modules whose extension modules need grafted libraries (ssl, sqlite3 ...):
 # an install that lost one of those libraries fails here.
 STDLIB_MODULES = ["ssl", "sqlite3", "ctypes", "lzma", "bz2", "zlib", "readline", "uuid",
                   "decimal", "hashlib", "json", "multiprocessing", "curses"]
 FALLBACK = "Run `python3 -c 'import %s'` after activating to see the full error."
-_MISSING_LIBRARY = re.compile(r"([^\s:'\"/]+\.so[^\s:'\"]*): cannot open shared object file")
 
 
 _NO_MODULE = re.compile(r"No module named '([^'.]+)")
@@ -62,11 +61,9 @@ def try_import(python, module, timeout, context, library_context=None, first=Non
                                        "where it crashes." % module)
         return FAIL, "the import was killed by %s" % name, remedy, diagnosis
     if ran.returncode != 0:
-        missing = _MISSING_LIBRARY.search(ran.stderr)
-        if missing:
-            context = dict(context, **cuda_context(missing.group(1), context.get("cuda")))
+        missing = missing_library(ran.stderr)
         if missing and library_context is not None:
-            context = dict(context, **library_context(missing.group(1)))
+            context = dict(context, **library_context(missing))
         detail, remedy, diagnosis = explain(ran.stderr, context, FALLBACK % module)
         return FAIL, detail, remedy, diagnosis
     return PASS, "", "", None
