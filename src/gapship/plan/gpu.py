@@ -411,24 +411,27 @@ def _refusal(judged: list[tuple[Candidate, list[str]]], everything: list[Candida
     if not first_problems:  # it works, but only from an index env.toml does not name
         return (f"{first.label} is not on PyPI{_pypi_note(first)}.")
     text = f"{first.label} cannot run here: {'; '.join(first_problems)}."
-    # with a local toolkit, a build only works if it is built for that toolkit's CUDA
-    with_toolkit = f" with the local CUDA {local[0]} toolkit" if local else ""
+    def with_toolkit(c: Candidate) -> str:
+        # with a local toolkit, a build only works if it is built for that toolkit's CUDA
+        return f" with the local CUDA {local[0]} toolkit" if local and c.local_toolkit else ""
+
     works_allowed = next((c for c, p in judged if not p), None)
     if works_allowed is not None:
-        return text + (f" {works_allowed.label} works on this node{with_toolkit}"
+        return text + (f" {works_allowed.label} works on this node{with_toolkit(works_allowed)}"
                        f"{_pypi_note(works_allowed)}.")
     working = [c for c in everything if not problems(c, node, python_version, compat, local)]
     options = []
     if working:
         # a pinned release asks for its API: with a toolkit, offer the nearest that fits it
-        works_any = _nearest(working, first) if local else working[0]
+        works_any = _nearest(working, first) if local and first.local_toolkit else working[0]
         note = (f" (framework = \"{works_any.package}=={works_any.release}.*\")"
-                if local and not works_any.index else _pypi_note(works_any))
-        options.append(f"{works_any.label} works on this node{with_toolkit}{note}")
+                if with_toolkit(works_any) and not works_any.index else _pypi_note(works_any))
+        options.append(f"{works_any.label} works on this node{with_toolkit(works_any)}{note}")
     else:
         other = _with_other_python(everything, node, compat, local)
         if other is not None:
-            options.append(f"{other[0].label} works on this node{with_toolkit} with Python "
+            options.append(f"{other[0].label} works on this node{with_toolkit(other[0])} with "
+                           f"Python "
                            f"{other[1]} (set python = \"{other[1]}\" in env.toml)"
                            f"{_pypi_note(other[0])}")
     if local:
