@@ -249,7 +249,7 @@ def test_a_toolkit_stack_is_never_sent_to_cu12_wheels(library: str, stack: tuple
                    **cuda_context(library, cuda))
     found = catalogue().diagnose(f"{library}: cannot open shared object file", context)
     assert found is not None and found.id == "cuda-library-missing-toolkit"
-    assert "-cu12" not in found.fix.replace("nvidia-*-cu11/cu12", "")
+    assert "-cu12" not in found.fix
     assert f"cuda = {{ path = \"/usr/local/cuda-{cuda}\" }}" in found.fix
 
 

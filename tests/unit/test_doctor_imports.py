@@ -100,7 +100,7 @@ def test_a_failed_tensorflow_import_names_the_error_not_the_banner(
     assert check.status == FAIL
     assert check.detail == line
     assert check.diagnosis == diagnosis
-    assert "-cu12" not in check.remedy.replace("nvidia-*-cu11/cu12", "")
+    assert "-cu12" not in check.remedy
     if diagnosis.startswith("cuda-library"):
         assert 'cuda = { path = "/usr/local/cuda-9.0" }' in check.remedy
 

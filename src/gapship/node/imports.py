@@ -186,10 +186,11 @@ def _why_not_on_path(prefix, site, seen):
         return ["the interpreter's sys.prefix is %s, not %s (its pyvenv.cfg or build points "
                 "elsewhere)" % (seen.get("prefix"), prefix)], reinstall
     dirs = [os.path.realpath(d) for d in seen.get("site_dirs", [])]
-    hooks = sorted(glob.glob(os.path.join(prefix, "lib", "python3*", "*-packages",
-                                          layout.SITE_HOOK))
-                   + glob.glob(os.path.join(prefix, "lib", "python3", "*-packages",
-                                            layout.SITE_HOOK)))
+    # lib/python3.X/ and lib/python3/ (Debian), and Debian's local/lib/python3.X/
+    hooks = sorted(set(glob.glob(os.path.join(prefix, "lib", "python3*", "*-packages",
+                                              layout.SITE_HOOK))
+                       + glob.glob(os.path.join(prefix, "local", "lib", "python3*",
+                                                "*-packages", layout.SITE_HOOK))))
     shown = listing(seen.get("site_dirs", []) or ["none"])
     for hook in hooks:
         if os.path.realpath(os.path.dirname(hook)) not in dirs:
