@@ -260,3 +260,11 @@ def test_the_wheel_follows_the_stacks_cuda_major() -> None:
     assert cuda_context("libcudnn.so.9", "12.8")["cuda_wheel"] == "nvidia-cudnn-cu12"
     assert "cuda_wheel" not in cuda_context("libcublas.so.9.0", "9.0")
     assert cuda_context("libgomp.so.1", "9.0") == {}
+
+
+def test_the_cuda_a_remedy_names_is_one_env_toml_takes() -> None:
+    assert cuda_context("libcudart.so.12", None)["library_cuda"] == "12"
+    found = catalogue().diagnose("libcudart.so.12: cannot open shared object file", dict(
+        {"package": "cupy-cuda12x 13.0", "cuda_source": "none"},
+        **cuda_context("libcudart.so.12", None)))
+    assert found is not None and 'cuda = "12"' in found.fix

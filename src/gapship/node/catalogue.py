@@ -101,6 +101,7 @@ class OptionalPlugin(object):
     it excuses (name prefixes; empty: any). ``uses`` names what it drives, for the remedy."""
 
     __slots__ = ("extension_modules", "id", "libraries", "parents", "under", "uses")
+
     def __init__(self, raw):
         unknown = set(raw) - _PLUGIN_KEYS
         if unknown or not raw.get("id") or not raw.get("uses") or \
@@ -221,7 +222,7 @@ def cuda_context(library, cuda):
     version = found.group("version")
     stack = _major(cuda)
     if counts == "cuda" and version:
-        out["library_cuda"] = version if "." in version else version + ".x"
+        out["library_cuda"] = version  # "9.0", or "12": either is a valid cuda = "..."
         out["cuda_mismatch"] = stack is not None and _major(version) != stack
     major = stack if stack is not None else (_major(version) if counts == "cuda" else None)
     if major is not None and major >= 13:
