@@ -268,3 +268,27 @@ def test_the_cuda_a_remedy_names_is_one_env_toml_takes() -> None:
         {"package": "cupy-cuda12x 13.0", "cuda_source": "none"},
         **cuda_context("libcudart.so.12", None)))
     assert found is not None and 'cuda = "12"' in found.fix
+
+
+def test_every_wheel_the_doctor_names_is_one_the_builder_knows() -> None:
+    """The doctor cannot import the builder's table of NVIDIA wheels: the two must agree."""
+    components = json.loads((Path(CATALOGUE).parents[1] / "stage" / "cuda_components.json")
+                            .read_text())["components"]
+    named = {wheel for wheel, _ in catalogue().cuda_libraries.values()}
+    assert named and named <= set(components)
+
+
+def test_the_judging_tables_are_checked_on_load(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"schema_version": 1, "diagnoses": [],
+                                "cuda_libraries": {"libcublas": ["nvidia-cublas", "major"]}}))
+    with pytest.raises(CatalogueError, match="libcublas"):
+        Catalogue.load(str(path))
+    path.write_text(json.dumps({"schema_version": 1, "diagnoses": [],
+                                "optional_plugins": [{"id": "x", "uses": "y"}]}))
+    with pytest.raises(CatalogueError, match="parents or under"):
+        Catalogue.load(str(path))
+    path.write_text(json.dumps({"schema_version": 1, "diagnoses": [], "optional_plugins": [
+        {"id": "x", "uses": "y", "under": ["/a/"], "libs": []}]}))
+    with pytest.raises(CatalogueError, match="libs"):
+        Catalogue.load(str(path))
