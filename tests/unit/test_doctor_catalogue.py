@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 
-from gapship.node.catalogue import CATALOGUE, Catalogue, CatalogueError, catalogue
+from gapship.node.catalogue import CATALOGUE, Catalogue, CatalogueError, catalogue, cuda_context
+
+# tensorflow-gpu 1.11 on a local CUDA 9.0 toolkit (gpu.json: cuda 9.0, cuda_source toolkit)
+TF111_TOOLKIT = dict({"package": "tensorflow-gpu 1.11.0", "cuda": "9.0", "cuda_source": "toolkit"},
+                     **cuda_context("libcublas.so.9.0", "9.0"))
 
 # (expected id, context, recorded error text, fields the cause or fix must contain)
 RECORDED: list[tuple[str, dict[str, Any], str, list[str]]] = [
@@ -80,7 +84,27 @@ RECORDED: list[tuple[str, dict[str, Any], str, list[str]]] = [
      ["libcudnn.so.9, which torch 2.8.0 needs, is in the bundle", "unset LD_LIBRARY_PATH"]),
     ("missing-shared-object", {"package": "tensorflow 2.4.0"},
      "ImportError: libcudnn.so.8: cannot open shared object file: No such file or directory",
-     ["libcudnn.so.8 is needed by tensorflow 2.4.0", "nvidia-cudnn-cu12"]),
+     ["libcudnn.so.8 is needed by tensorflow 2.4.0", "add that package to env.toml"]),
+    # issue 12.7b: a CUDA library's remedy follows the environment's own stack (gpu.json)
+    ("cuda-library-missing-toolkit", TF111_TOOLKIT,
+     "ImportError: libcublas.so.9.0: cannot open shared object file: No such file or directory",
+     ["libcublas.so.9.0, which tensorflow-gpu 1.11.0 needs, belongs to the CUDA 9.0 stack",
+      "cuda = { path = \"/usr/local/cuda-9.0\" }"]),
+    ("cuda-library-missing-wheels", dict(
+        {"package": "torch 2.8.0", "cuda": "12.8", "cuda_source": "wheels"},
+        **cuda_context("libcublasLt.so.12", "12.8")),
+     "OSError: libcublasLt.so.12: cannot open shared object file: No such file or directory",
+     ["Add nvidia-cublas-cu12 to packages"]),
+    ("cuda-library-missing-no-stack", dict(
+        {"package": "tensorflow-gpu 1.11.0", "cuda_source": "none"},
+        **cuda_context("libcudart.so.9.0", None)),
+     "ImportError: libcudart.so.9.0: cannot open shared object file: No such file or directory",
+     ["framework = \"...\"", "cuda = \"9.0\""]),
+    ("cuda-library-other-version", dict(
+        {"package": "tensorflow-gpu 1.13.1", "cuda": "9.0", "cuda_source": "toolkit"},
+        **cuda_context("libcublas.so.10.0", "9.0")),
+     "ImportError: libcublas.so.10.0: cannot open shared object file: No such file or directory",
+     ["built for CUDA 10.0", "this environment's CUDA is 9.0", "/usr/local/cuda-10.0"]),
     ("missing-shared-object", {"package": "opencv-python 4.10.0.84"},
      "ImportError: libGL.so.1: cannot open shared object file: No such file or directory",
      ["libGL.so.1"]),
@@ -210,4 +234,61 @@ def test_the_shipped_file_is_checked_on_load(tmp_path: Path) -> None:
         Catalogue.load(str(path))
     path.write_text(json.dumps({"schema_version": 2, "diagnoses": []}))
     with pytest.raises(CatalogueError, match="schema_version"):
+        Catalogue.load(str(path))
+
+
+@pytest.mark.parametrize(("library", "stack"), [
+    ("libcublas.so.9.0", ("9.0", "toolkit")), ("libcudnn.so.7", ("9.0", "toolkit")),
+    ("libcudnn_ops_infer.so.8", ("11.8", "toolkit")), ("libcufft.so.10", ("10.0", "toolkit")),
+])
+def test_a_toolkit_stack_is_never_sent_to_cu12_wheels(library: str, stack: tuple[str, str]
+                                                      ) -> None:
+    """Issue 12.7b: the doctor suggested nvidia-cublas-cu12 for a CUDA 9 stack."""
+    cuda, source = stack
+    context = dict({"package": "tensorflow-gpu", "cuda": cuda, "cuda_source": source},
+                   **cuda_context(library, cuda))
+    found = catalogue().diagnose(f"{library}: cannot open shared object file", context)
+    assert found is not None and found.id == "cuda-library-missing-toolkit"
+    assert "-cu12" not in found.fix
+    assert f"cuda = {{ path = \"/usr/local/cuda-{cuda}\" }}" in found.fix
+
+
+def test_the_wheel_follows_the_stacks_cuda_major() -> None:
+    assert cuda_context("libcublas.so.12", "12.4")["cuda_wheel"] == "nvidia-cublas-cu12"
+    assert cuda_context("libcublas.so.11", "11.8")["cuda_wheel"] == "nvidia-cublas-cu11"
+    assert cuda_context("libcublas.so.13", "13.0")["cuda_wheel"] == "nvidia-cublas"
+    assert cuda_context("libcudnn.so.9", "12.8")["cuda_wheel"] == "nvidia-cudnn-cu12"
+    assert "cuda_wheel" not in cuda_context("libcublas.so.9.0", "9.0")
+    assert cuda_context("libgomp.so.1", "9.0") == {}
+
+
+def test_the_cuda_a_remedy_names_is_one_env_toml_takes() -> None:
+    assert cuda_context("libcudart.so.12", None)["library_cuda"] == "12"
+    found = catalogue().diagnose("libcudart.so.12: cannot open shared object file", dict(
+        {"package": "cupy-cuda12x 13.0", "cuda_source": "none"},
+        **cuda_context("libcudart.so.12", None)))
+    assert found is not None and 'cuda = "12"' in found.fix
+
+
+def test_every_wheel_the_doctor_names_is_one_the_builder_knows() -> None:
+    """The doctor cannot import the builder's table of NVIDIA wheels: the two must agree."""
+    components = json.loads((Path(CATALOGUE).parents[1] / "stage" / "cuda_components.json")
+                            .read_text())["components"]
+    named = {wheel for wheel, _ in catalogue().cuda_libraries.values()}
+    assert named and named <= set(components)
+
+
+def test_the_judging_tables_are_checked_on_load(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"schema_version": 1, "diagnoses": [],
+                                "cuda_libraries": {"libcublas": ["nvidia-cublas", "major"]}}))
+    with pytest.raises(CatalogueError, match="libcublas"):
+        Catalogue.load(str(path))
+    path.write_text(json.dumps({"schema_version": 1, "diagnoses": [],
+                                "optional_plugins": [{"id": "x", "uses": "y"}]}))
+    with pytest.raises(CatalogueError, match="parents or under"):
+        Catalogue.load(str(path))
+    path.write_text(json.dumps({"schema_version": 1, "diagnoses": [], "optional_plugins": [
+        {"id": "x", "uses": "y", "under": ["/a/"], "libs": []}]}))
+    with pytest.raises(CatalogueError, match="libs"):
         Catalogue.load(str(path))

@@ -167,3 +167,49 @@ def test_libraries_found_through_an_inherited_rpath_find_their_own_needs_there(
            "-Wl,--disable-new-dtags", "-Wl,-rpath,$ORIGIN/../num.libs")
     checks, scan = check_closure(str(prefix), loader=Loader(""))
     assert not scan.missing and [c.status for c in checks] == [PASS]
+
+
+def test_tensorflow1_contrib_ops_missing_tensorrt_or_nccl_only_warn(tmp_path: Path) -> None:
+    """Issue 12.7e: tensorflow-gpu 1.x ships contrib ops that need libnvinfer (TensorRT) or
+    libnccl; only tf.contrib.tensorrt / tf.contrib.nccl load them, so they are a warning."""
+    prefix = fake_prefix(tmp_path / "env")
+    absent = tmp_path / "absent"
+    contrib = prefix / SITE / "tensorflow" / "contrib"
+    for lib, op in (("libnvinfer.so.4", "tensorrt/_wrap_conversion.so"),
+                    ("libnccl.so.2", "nccl/python/ops/_nccl_ops.so")):
+        needed = shared(absent / lib, "int dep(void) { return 1; }\n", soname=lib)
+        shared(contrib / op, "int dep(void);\nint op(void) { return dep(); }\n", str(needed))
+    checks, scan = check_closure(str(prefix), loader=Loader(""))
+    assert [(c.status, c.name) for c in checks] == [
+        (PASS, "library closure"), (WARN, "optional plugins")]
+    assert "they need libnccl.so.2, libnvinfer.so.4" in checks[1].detail
+    assert "TensorRT or NCCL through TensorFlow 1.x's tf.contrib" in checks[1].remedy
+    assert not scan.missing
+    # a contrib library that lacks anything else is still a failure
+    other = shared(absent / "libfoo.so.1", "int foo(void) { return 1; }\n", soname="libfoo.so.1")
+    shared(contrib / "foo" / "_foo_ops.so", "int foo(void);\nint f(void) { return foo(); }\n",
+           str(other))
+    checks, scan = check_closure(str(prefix), loader=Loader(""))
+    assert (FAIL, "libfoo.so.1 not found") in [(c.status, c.name) for c in checks]
+
+
+def test_a_cuda_library_missing_from_a_toolkit_stack_points_at_the_toolkit(
+        tmp_path: Path) -> None:
+    """Issue 12.7b: for a CUDA 9 stack the doctor suggested nvidia-cublas-cu12."""
+    prefix = fake_prefix(tmp_path / "env")
+    needed = shared(tmp_path / "absent" / "libcublas.so.9.0", "int cublas(void) { return 1; }\n",
+                    soname="libcublas.so.9.0")
+    shared(prefix / SITE / "tensorflow" / "python" / "_pywrap_tensorflow_internal.so",
+           "int cublas(void);\nint tf(void) { return cublas(); }\n", str(needed))
+    (prefix / SITE / "pkg-1.0.dist-info" / "RECORD").write_text("pkg/_ext.so,,\n")
+    context = {"cuda": "9.0", "cuda_source": "toolkit"}
+    checks, _ = check_closure(str(prefix), loader=Loader(""), context=context)
+    (check,) = [c for c in checks if c.name == "libcublas.so.9.0 not found"]
+    assert check.status == FAIL and check.diagnosis == "cuda-library-missing-toolkit"
+    assert 'cuda = { path = "/usr/local/cuda-9.0" }' in check.remedy
+    assert "nvidia-cublas" not in check.remedy
+    wheels = {"cuda": "12.4", "cuda_source": "wheels"}
+    checks, _ = check_closure(str(prefix), loader=Loader(""), context=wheels)
+    (check,) = [c for c in checks if c.name == "libcublas.so.9.0 not found"]
+    assert check.diagnosis == "cuda-library-other-version"
+    assert "built for CUDA 9.0" in check.remedy and "CUDA is 12.4" in check.remedy

@@ -113,3 +113,11 @@ def test_installed_doctor_runs(which: str, tmp_path: Path) -> None:
     rc, report = doctor_run(prefix, "--quick", "--no-gpu")
     (bad,) = [c for c in report["checks"] if c["status"] == "fail"]
     assert rc == 1 and bad["diagnosis"] == "numpy-abi" and "hello 1.0" in bad["remedy"]
+
+    # no distribution found at all: one finding, site-packages is not on sys.path, and why
+    site = next(prefix.glob("lib/python3*/site-packages"))
+    site.rename(site.with_name("site-packages.moved"))
+    rc, report = doctor_run(prefix, "--quick", "--no-gpu")
+    (lost,) = [c for c in report["checks"] if c["status"] == "fail"]
+    assert rc == 1 and lost["name"] == "site-packages on sys.path"
+    assert f"{site} does not exist" in lost["detail"]

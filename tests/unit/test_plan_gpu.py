@@ -172,3 +172,30 @@ def test_tensorflow_architectures_stay_within_what_its_cuda_builds() -> None:
     assert old.gpu.archs == ("sm_35", "sm_50", "sm_60", "sm_70", "compute_70")  # CUDA 9.0
     new = plan_gpu(target("ubuntu2204-h100"), 'framework = "tensorflow"')
     assert new.gpu.archs is not None and "sm_35" not in new.gpu.archs  # CUDA 12: sm_50 floor
+
+
+@pytest.mark.parametrize(("machine", "driver", "suggestion"), [
+    # driver 418 runs CUDA 10.0: the nearest TF release built for the user's toolkit
+    ("ubuntu1604-k80", "418.87.01",
+     "tensorflow-gpu 1.13 with CUDA 10.0 works on this node with the local CUDA 10.0 toolkit"),
+    ("centos7-v100", None,
+     "tensorflow-gpu 1.13 with CUDA 10.0 works on this node with the local CUDA 10.0 toolkit"),
+    # driver 384 runs no CUDA 10 build: only the toolkit the asked release needs can help
+    ("ubuntu1604-k80", None, None),
+])
+def test_advice_for_a_local_toolkit_fits_that_toolkit(machine: str, driver: str | None,
+                                                      suggestion: str | None) -> None:
+    """Issue 12.7a: a CUDA 10 toolkit and tensorflow-gpu 1.11 got "tensorflow-gpu 1.12 with
+    CUDA 9.0" (or a CUDA 10.1/11.2 build), none of which the user's toolkit can run."""
+    spec = parse_spec('name = "x"\nframework = "tensorflow-gpu==1.11.0"\n'
+                      'cuda = { path = "/opt/cuda-10.0" }')
+    node = target(machine, driver=driver) if driver else target(machine)
+    with pytest.raises(CompatError) as info:
+        decide(spec, node, PY36, load(), local=("10.0", "7.4.1"))
+    message = info.value.message
+    assert "CUDA 9.0 works" not in message and "CUDA 10.1" not in message
+    assert "CUDA 11" not in message
+    if suggestion:
+        assert suggestion in message, message
+    assert 'give the CUDA 9.0 toolkit that tensorflow-gpu 1.11 is built for: cuda = { path = ' \
+           '"/usr/local/cuda-9.0" }' in message, message

@@ -5,6 +5,11 @@ An entry matches when one of its regular expressions finds the error text and ev
 Entries are tried in file order, so the specific ones come before the general ones.
 ``cause`` and ``fix`` are templates: ``{name}`` takes a named group of the match, else a
 context field the entry declares in ``context``, else the entry's ``defaults``.
+
+Beside the entries, the file holds two tables the doctor judges with: ``cuda_libraries``
+(which NVIDIA wheel ships a CUDA library, so that a remedy follows the environment's own CUDA
+stack) and ``optional_plugins`` (kinds of library that only some programs load, whose
+missing needs are a warning).
 """
 
 import json
@@ -14,6 +19,8 @@ import string
 
 CATALOGUE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "diagnoses.json")
 _KEYS = {"id", "patterns", "when", "context", "defaults", "cause", "fix", "summary"}
+_PLUGIN_KEYS = frozenset({"id", "about", "parents", "under", "libraries", "extension_modules",
+                          "uses"})
 
 
 class CatalogueError(ValueError):
@@ -84,9 +91,49 @@ class Entry(object):
         return None
 
 
+class OptionalPlugin(object):
+    """A kind of shared library that only some programs load (dlopen, a contrib op): when
+    its own needs are missing on the node, that is a warning, not a failure.
+
+    A file is one when nothing NEEDs it, ``parents`` has the name of its directory (or is
+    empty), its path contains one of ``under`` (or that is empty), and it is no Python
+    extension module unless ``extension_modules``; ``libraries`` limits which missing needs
+    it excuses (name prefixes; empty: any). ``uses`` names what it drives, for the remedy."""
+
+    __slots__ = ("extension_modules", "id", "libraries", "parents", "under", "uses")
+
+    def __init__(self, raw):
+        unknown = set(raw) - _PLUGIN_KEYS
+        if unknown or not raw.get("id") or not raw.get("uses") or \
+                not (raw.get("parents") or raw.get("under")):
+            raise CatalogueError("optional_plugins: %r needs id, uses and parents or under%s"
+                                 % (raw.get("id"), " (unknown keys %s)" % sorted(unknown)
+                                    if unknown else ""))
+        self.id = raw["id"]
+        self.parents = tuple(raw.get("parents", ()))
+        self.under = tuple(raw.get("under", ()))
+        self.libraries = tuple(raw.get("libraries", ()))
+        self.extension_modules = bool(raw.get("extension_modules", False))
+        self.uses = raw["uses"]
+
+    def covers(self, rel_path, library, extension_module):
+        """Whether a file at ``rel_path`` (relative to the prefix, "/" separators) that
+        nothing NEEDs may lack ``library``."""
+        rel_path = "/" + rel_path.lstrip("/")
+        parent = rel_path.rsplit("/", 2)[-2] if rel_path.count("/") > 1 else ""
+        return ((not self.parents or parent in self.parents)
+                and (not self.under or any(u in rel_path for u in self.under))
+                and (self.extension_modules or not extension_module)
+                and (not self.libraries or any(library == lib or library.startswith(lib + ".")
+                                               for lib in self.libraries)))
+
+
 class Catalogue(object):
-    def __init__(self, entries):
+    def __init__(self, entries, cuda_libraries=None, optional_plugins=()):
         self.entries = entries
+        self.optional_plugins = list(optional_plugins)
+        # library stem -> (the NVIDIA wheel without -cuNN, "cuda" or "own" soname version)
+        self.cuda_libraries = dict(cuda_libraries or {})
         ids = [e.id for e in entries]
         duplicates = sorted(set(i for i in ids if ids.count(i) > 1))
         if duplicates:
@@ -102,7 +149,16 @@ class Catalogue(object):
         if data.get("schema_version") != 1:
             raise CatalogueError("%s: unknown schema_version %r"
                                  % (path, data.get("schema_version")))
-        return cls([Entry(raw) for raw in data.get("diagnoses", [])])
+        libraries = {}
+        for stem, row in data.get("cuda_libraries", {}).items():
+            if stem.startswith("_"):
+                continue
+            if not (isinstance(row, list) and len(row) == 2 and row[1] in ("cuda", "own")):
+                raise CatalogueError("cuda_libraries: %s needs [wheel, \"cuda\" or \"own\"]"
+                                     % stem)
+            libraries[stem] = tuple(row)
+        return cls([Entry(raw) for raw in data.get("diagnoses", [])], libraries,
+                   [OptionalPlugin(raw) for raw in data.get("optional_plugins", [])])
 
     def diagnose(self, text, context=None):
         """The first Diagnosis whose entry matches ``text`` in ``context``, or None."""
@@ -116,6 +172,22 @@ class Catalogue(object):
     def ids(self):
         return [e.id for e in self.entries]
 
+    def optional_plugin(self, rel_path, library, extension_module):
+        """The OptionalPlugin rule that excuses ``library`` missing for that file, or None."""
+        for rule in self.optional_plugins:
+            if rule.covers(rel_path, library, extension_module):
+                return rule
+        return None
+
+    def cuda_library(self, stem):
+        """(wheel, versioned by) of a CUDA library stem (libcudnn_ops_infer: libcudnn's)."""
+        if stem in self.cuda_libraries:
+            return self.cuda_libraries[stem]
+        for key in sorted(self.cuda_libraries, key=len, reverse=True):
+            if stem.startswith(key + "_"):
+                return self.cuda_libraries[key]
+        return None
+
 
 _LOADED = []
 
@@ -127,17 +199,74 @@ def catalogue():
     return _LOADED[0]
 
 
-def last_line(text):
-    """The last non-empty line of an error text: usually the exception itself."""
+MISSING_LIBRARY = re.compile(r"([^\s:'\"/]+\.so[^\s:'\"]*): cannot open shared object file")
+_SONAME = re.compile(r"^(?P<stem>lib.+?)\.so(?:\.(?P<version>[0-9][0-9.]*))?$")
+
+
+def _major(version):
+    found = re.match(r"\d+", str(version or ""))
+    return int(found.group(0)) if found else None
+
+
+def cuda_context(library, cuda):
+    """Catalogue fields for a library that cannot be found, when it belongs to a CUDA stack:
+    cuda_library, toolkit_part, cuda_wheel (the NVIDIA wheel for the environment's CUDA
+    ``cuda``, "12.4"), library_cuda (the CUDA its soname names) and cuda_mismatch; else {}."""
+    found = _SONAME.match(os.path.basename(library))
+    row = catalogue().cuda_library(found.group("stem")) if found else None
+    if row is None:
+        return {}
+    wheel, counts = row
+    out = {"cuda_library": True,
+           "toolkit_part": "cuDNN" if found.group("stem").startswith("libcudnn") else "toolkit"}
+    version = found.group("version")
+    stack = _major(cuda)
+    if counts == "cuda" and version:
+        out["library_cuda"] = version  # "9.0", or "12": either is a valid cuda = "..."
+        out["cuda_mismatch"] = stack is not None and _major(version) != stack
+    major = stack if stack is not None else (_major(version) if counts == "cuda" else None)
+    if major is not None and major >= 13:
+        out["cuda_wheel"] = wheel
+    elif major is not None and major >= 11:
+        out["cuda_wheel"] = "%s-cu%d" % (wheel, major)
+    return out
+
+
+# "ImportError: libcublas.so.9.0: cannot open ...", "numpy.core._exceptions.UFuncTypeError: ..."
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)"
+                             r"(?::\s*(?P<message>.*))?$")
+
+
+def error_line(text):
+    """The line of an error text that says what went wrong: the last exception line whose
+    message is not a nested traceback, else the last non-empty line.
+
+    TensorFlow 1.x re-raises a load failure as ``ImportError: Traceback ...`` and ends with a
+    banner ("... above this error message when asking for help."): the cause is the inner
+    ``ImportError: libcublas.so.9.0: cannot open shared object file ...`` line."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for line in reversed(lines):
+        found = _EXCEPTION_LINE.match(line)
+        if found and not (found.group("message") or "").startswith("Traceback"):
+            return line
     return lines[-1] if lines else "no message"
+
+
+def missing_library(text):
+    """The library an error text says cannot be opened (libcublas.so.9.0), or None."""
+    found = MISSING_LIBRARY.search(text)
+    return found.group(1) if found else None
 
 
 def explain(text, context, fallback):
     """(detail, remedy, diagnosis id) for an error ``text``; ``fallback`` is the remedy when
-    no entry matches."""
+    no entry matches. A CUDA library that cannot be opened is judged against the
+    environment's CUDA stack (``cuda``, ``cuda_source`` in ``context``)."""
+    library = missing_library(text)
+    if library:
+        context = dict(cuda_context(library, context.get("cuda")), **context)
     found = catalogue().diagnose(text, context)
-    detail = last_line(text)
+    detail = error_line(text)
     if found is None:
         return detail, fallback, None
     return detail, found.remedy, found.id

@@ -10,7 +10,7 @@ import re
 
 from . import elf as elfmod
 from .base import FAIL, PASS, WARN, Check, listing, plural
-from .catalogue import catalogue
+from .catalogue import catalogue, cuda_context
 from .loader import Loader
 from .owners import Owners
 
@@ -35,6 +35,7 @@ class Scan(object):
         self.sonames = {}           # soname or file name -> path in the prefix
         self.missing = {}           # library name -> [needing path]
         self.plugins_missing = {}   # library name -> [dlopen-only plugin needing it]
+        self.plugin_uses = {}       # library name -> [what the plugins needing it drive]
         self.missing_versions = {}  # (version, provider path) -> [needing path]
         self.unreadable = []        # (path, reason)
         self.driver_needed = {}     # driver library -> [needing path]
@@ -101,10 +102,15 @@ def scan(prefix, loader=None, main_exe=None):
     for path, obj, name in unresolved:
         if is_driver_library(name):
             result.driver_needed.setdefault(name, []).append(path)
-        elif _is_plugin(path, obj, loaded_by):
-            result.plugins_missing.setdefault(name, []).append(path)
-        else:
+            continue
+        rule = _optional_plugin(prefix, path, obj, name, loaded_by)
+        if rule is None:
             result.missing.setdefault(name, []).append(path)
+            continue
+        result.plugins_missing.setdefault(name, []).append(path)
+        uses = result.plugin_uses.setdefault(name, [])
+        if rule.uses not in uses:
+            uses.append(rule.uses)
     for path, obj in objs:
         if obj.interp and not os.path.exists(obj.interp):
             result.interp_missing.setdefault(obj.interp, []).append(path)
@@ -115,13 +121,15 @@ def scan(prefix, loader=None, main_exe=None):
 _EXTENSION = re.compile(r"\.(cpython-[^/]*|abi3)\.so$")
 
 
-def _is_plugin(path, obj, loaded_by):
-    """A shared library nothing in the prefix NEEDs and that is no Python extension module:
-    its package opens it with dlopen when the hardware or service it drives exists (NVSHMEM's
-    InfiniBand and UCX transports, cuFile's RDMA), so a missing dependency only disables it."""
-    return (not obj.interp and os.path.realpath(path) not in loaded_by
-            and os.path.basename(os.path.dirname(path)) in ("lib", "lib64")
-            and not _EXTENSION.search(os.path.basename(path)))
+def _optional_plugin(prefix, path, obj, name, loaded_by):
+    """The rule of diagnoses.json's optional_plugins under which a library nothing in the
+    prefix NEEDs may lack ``name`` (NVSHMEM's InfiniBand transport lacking libmlx5,
+    TensorFlow 1.x's contrib TensorRT ops lacking libnvinfer), or None."""
+    if obj.interp or os.path.realpath(path) in loaded_by:
+        return None
+    rel = os.path.relpath(path, prefix).replace(os.sep, "/")
+    return catalogue().optional_plugin(rel, name,
+                                       bool(_EXTENSION.search(os.path.basename(path))))
 
 
 def _sonames_loaded_by(main, loader):
@@ -223,13 +231,16 @@ def check_closure(prefix, owners=None, loader=None, context=None):
     if optional:
         paths = sorted({p for ps in optional.values() for p in ps})
         packages = listing(sorted(_needers(paths, owners)))
+        uses = []
+        for name in sorted(optional):
+            uses += [u for u in result.plugin_uses.get(name, []) if u not in uses]
         checks.append(Check(
             GROUP, "optional plugins", WARN,
             "%s of %s cannot load on this node: they need %s, which it does not have (they "
             "are opened with dlopen only where those libraries exist; nothing else loads them)"
             % (plural(len(paths), "plugin"), packages, listing(sorted(optional))),
-            "Nothing to do unless you use what they drive (InfiniBand, UCX, MPI, GPUDirect "
-            "Storage): then load the site's modules that provide those libraries.",
+            "Nothing to do unless you use what they drive (%s): then load the site's modules "
+            "that provide those libraries." % "; ".join(uses),
             facts={"libraries": sorted(optional),
                    "plugins": [owners.rel(p) for p in paths]}))
     return checks, result
@@ -259,6 +270,7 @@ def _missing_library(name, paths, owners, context, result):
     package = listing(sorted(by_owner))
     needers = listing(sorted(p for ps in by_owner.values() for p in ps))
     ctx = dict(context, package=package)
+    ctx.update(cuda_context(name, context.get("cuda")))
     ctx.update(library_context(name, owners, result.sonames))
     # a library the bundle has elsewhere may be loaded by its package first (ctypes, dlopen)
     status = WARN if ctx.get("bundle_has") else FAIL

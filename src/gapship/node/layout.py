@@ -45,6 +45,8 @@ WRITE_ACTIVATION = "gapship/libexec/write-activation.sh"
 NODE = "gapship/node"  # this package: the doctor's checks, run as `node.main`
 
 # Beside gapship/
+SITE_HOOK = "gapship-site.pth"  # in the interpreter's own site dir when that is not
+#                                 lib/python3.X/site-packages (Debian's dist-packages): adds it
 PYVENV_CFG = "pyvenv.cfg"  # --python target only: ties the target's interpreter to PREFIX
 DOCTOR = "bin/gapship-doctor"
 REHOME = "bin/gapship-rehome"

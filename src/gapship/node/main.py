@@ -52,7 +52,11 @@ def run_checks(prefix, timeout, quick=False, no_gpu=False, framework_timeout=600
     """Every check of the environment at ``prefix``; returns the Run."""
     prefix = os.path.abspath(prefix)
     state = Run()
-    context = {"prefix": prefix, "gpu_node_command": environment.gpu_node_command(prefix)}
+    expected = gpu.gpu_facts(prefix)
+    # the GPU stack the plan chose: remedies for a missing CUDA library follow it
+    context = {"prefix": prefix, "gpu_node_command": environment.gpu_node_command(prefix),
+               "cuda": expected.get("cuda"),
+               "cuda_source": expected.get("cuda_source") or "none"}
     python = os.path.join(prefix, "bin", "python3")
     env_info = load_json(os.path.join(prefix, layout.ENVIRONMENT))
     if env_info is None:
@@ -61,6 +65,7 @@ def run_checks(prefix, timeout, quick=False, no_gpu=False, framework_timeout=600
                                   "The install is incomplete: install the bundle again."))
         env_info = {"distributions": []}
     distributions = env_info.get("distributions", [])
+    context["site_packages"] = env_info.get("site_packages")
     state.section("interpreter", environment.check_interpreter, prefix)
     state.section("location", environment.check_location, prefix)
     owners = Owners(prefix)
@@ -79,7 +84,6 @@ def run_checks(prefix, timeout, quick=False, no_gpu=False, framework_timeout=600
     if no_gpu:
         state.checks.extend(gpu.skipped("--no-gpu: the GPU checks did not run"))
     else:
-        expected = gpu.gpu_facts(prefix)
         gpu_facts = state.section("gpu", gpu.check_gpu, context, expected) or gpu_facts
         state.section("cuda", _cuda, sonames, expected, gpu_facts.get("driver_cuda"), context,
                       prefix)

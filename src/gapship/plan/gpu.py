@@ -299,7 +299,7 @@ def decide(spec: Spec, target: TargetInfo, python_version: str, compat: CompatDa
     judged = [(c, problems(c, node, python_version, compat, local)) for c in allowed]
     chosen = next((c for c, p in judged if not p and _available(c, spec.indexes)), None)
     if chosen is None:
-        raise CompatError(_refusal(judged, everything, node, python_version, spec, compat),
+        raise CompatError(_refusal(judged, everything, node, python_version, spec, compat, local),
                           "Change env.toml as suggested and plan again.")
     skipped = next(((c, p) for c, p in judged if c is not chosen and p), None)
     if skipped and release(skipped[0].release) > release(chosen.release):
@@ -375,35 +375,69 @@ def _explain(c: Candidate, node: NodeFacts, python_version: str, compat: CompatD
 _PYTHONS = tuple(f"3.{n}" for n in range(14, 5, -1))
 
 
-def _with_other_python(builds: list[Candidate], node: NodeFacts, compat: CompatData
+def _with_other_python(builds: list[Candidate], node: NodeFacts, compat: CompatData,
+                       local: tuple[str, str | None] | None = None
                        ) -> tuple[Candidate, str] | None:
     """The newest build that works here with another Python, and that Python."""
     for c in builds:
         for py in _PYTHONS:
-            if f"{py}.0" in c.python and not problems(c, node, f"{py}.0", compat):
+            if f"{py}.0" in c.python and not problems(c, node, f"{py}.0", compat, local):
                 return c, py
     return None
 
 
+def _nearest(builds: list[Candidate], asked: Candidate) -> Candidate:
+    """The build closest to the asked release: the oldest newer one, else the newest older."""
+    newer = [c for c in builds if release(c.release) >= release(asked.release)]
+    return min(newer, key=lambda c: release(c.release)) if newer else builds[0]
+
+
+def _toolkit_advice(first: Candidate, node: NodeFacts, python_version: str, compat: CompatData,
+                    local: tuple[str, str | None]) -> str | None:
+    """Which toolkit the asked build needs, when the local one is its only problem."""
+    if not first.local_toolkit or problems(first, node, python_version, compat) or \
+            not problems(first, node, python_version, compat, local):
+        return None
+    cudnn = f" and cuDNN {release(first.cudnn)[0]} (cudnn = {{ path = ... }})" \
+        if first.cudnn else ""
+    return (f"give the CUDA {first.cuda} toolkit that {first.package} {first.release} is built "
+            f"for: cuda = {{ path = \"/usr/local/cuda-{first.cuda}\" }}{cudnn} in env.toml")
+
+
 def _refusal(judged: list[tuple[Candidate, list[str]]], everything: list[Candidate],
-             node: NodeFacts, python_version: str, spec: Spec, compat: CompatData) -> str:
+             node: NodeFacts, python_version: str, spec: Spec, compat: CompatData,
+             local: tuple[str, str | None] | None = None) -> str:
     first, first_problems = judged[0]
     if not first_problems:  # it works, but only from an index env.toml does not name
         return (f"{first.label} is not on PyPI{_pypi_note(first)}.")
     text = f"{first.label} cannot run here: {'; '.join(first_problems)}."
+    def with_toolkit(c: Candidate) -> str:
+        # with a local toolkit, a build only works if it is built for that toolkit's CUDA
+        return f" with the local CUDA {local[0]} toolkit" if local and c.local_toolkit else ""
+
     works_allowed = next((c for c, p in judged if not p), None)
     if works_allowed is not None:
-        return text + f" {works_allowed.label} works on this node{_pypi_note(works_allowed)}."
-    works_any = next((c for c in everything
-                      if not problems(c, node, python_version, compat)), None)
+        return text + (f" {works_allowed.label} works on this node{with_toolkit(works_allowed)}"
+                       f"{_pypi_note(works_allowed)}.")
+    working = [c for c in everything if not problems(c, node, python_version, compat, local)]
     options = []
-    if works_any is not None:
-        options.append(f"{works_any.label} works on this node{_pypi_note(works_any)}")
+    if working:
+        # a pinned release asks for its API: with a toolkit, offer the nearest that fits it
+        works_any = _nearest(working, first) if local and first.local_toolkit else working[0]
+        note = (f" (framework = \"{works_any.package}=={works_any.release}.*\")"
+                if with_toolkit(works_any) and not works_any.index else _pypi_note(works_any))
+        options.append(f"{works_any.label} works on this node{with_toolkit(works_any)}{note}")
     else:
-        other = _with_other_python(everything, node, compat)
+        other = _with_other_python(everything, node, compat, local)
         if other is not None:
-            options.append(f"{other[0].label} works on this node with Python {other[1]} "
-                           f"(set python = \"{other[1]}\" in env.toml){_pypi_note(other[0])}")
+            options.append(f"{other[0].label} works on this node{with_toolkit(other[0])} with "
+                           f"Python "
+                           f"{other[1]} (set python = \"{other[1]}\" in env.toml)"
+                           f"{_pypi_note(other[0])}")
+    if local:
+        toolkit = _toolkit_advice(first, node, python_version, compat, local)
+        if toolkit:
+            options.append(toolkit)
     needs = _min_driver(first, compat)
     if needs and first_problems and all(p.startswith("driver ") for p in first_problems):
         options.append(f"ask the administrators for driver >= {needs}")
