@@ -125,7 +125,7 @@ def _site_packages(tree: Path, exe: Path, minor: str) -> Path:
         raise StageError("the staged interpreter has no site-packages inside its prefix.")
     if site.resolve() not in inside:
         inside[0].mkdir(parents=True, exist_ok=True)
-        (inside[0] / "gapship-site.pth").write_text(_SITE_HOOK, encoding="utf-8")
+        (inside[0] / layout.SITE_HOOK).write_text(_SITE_HOOK, encoding="utf-8")
     return site
 
 
