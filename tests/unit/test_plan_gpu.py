@@ -172,3 +172,38 @@ def test_tensorflow_architectures_stay_within_what_its_cuda_builds() -> None:
     assert old.gpu.archs == ("sm_35", "sm_50", "sm_60", "sm_70", "compute_70")  # CUDA 9.0
     new = plan_gpu(target("ubuntu2204-h100"), 'framework = "tensorflow"')
     assert new.gpu.archs is not None and "sm_35" not in new.gpu.archs  # CUDA 12: sm_50 floor
+
+
+# A framework's GPU build named in `packages` is the framework: the same plan as `framework`.
+IN_PACKAGES = [
+    ("ubuntu1604-k80", "tensorflow-gpu==1.11.0", 'python = "3.6"', PY36),
+    ("ubuntu2204-h100", "torch", "", PY311),
+    ("ubuntu2204-h100", "tensorflow[and-cuda]", "", PY311),
+    ("ubuntu2204-h100", "jax[cuda12]", "", PY311),
+]
+
+
+@pytest.mark.parametrize(("machine", "requirement", "extra", "python"), IN_PACKAGES)
+def test_a_framework_named_in_packages_is_planned_as_the_framework(
+        machine: str, requirement: str, extra: str, python: str) -> None:
+    as_framework = plan_gpu(target(machine), f'framework = "{requirement}"\n{extra}', python)
+    spec = parse_spec(f'name = "x"\npackages = ["{requirement}", "numpy"]\n{extra}')
+    assert spec.framework == requirement and spec.packages == ("numpy",)
+    in_packages = decide(spec, target(machine), python, load())
+    assert in_packages.candidate == as_framework.candidate
+    assert in_packages.gpu == as_framework.gpu
+    assert in_packages.requirements == as_framework.requirements
+    assert in_packages.warnings == as_framework.warnings
+    assert [(d.what, d.value) for d in in_packages.decisions] == \
+        [(d.what, d.value) for d in as_framework.decisions]
+    assert decision(in_packages, "framework") == decision(as_framework, "framework")
+    why = next(d.why for d in in_packages.decisions if d.what == "framework")
+    assert why.startswith(f"named in packages (`{requirement}`)")
+
+
+def test_tensorflow_gpu_1_11_in_packages_plans_cuda_9_and_cudnn_7_from_a_local_toolkit() -> None:
+    spec = parse_spec('name = "x"\npython = "3.6"\npackages = ["tensorflow-gpu==1.11.0"]\n')
+    choice = decide(spec, target("ubuntu1604-k80"), PY36, load())
+    assert (choice.gpu.cuda, choice.gpu.cudnn, choice.gpu.cuda_source) == ("9.0", "7", "toolkit")
+    assert decision(choice, "framework") == "tensorflow-gpu 1.11"
+    assert any('cuda = { path = "/usr/local/cuda-9.0" }' in w for w in choice.warnings)
