@@ -20,8 +20,11 @@ from gapship import providers
 from gapship.activate import install_target_files
 from gapship.cli.python_options import python_spec
 from gapship.errors import SpecError, StageError
+from gapship.files import sha256_file
 from gapship.node.elf import VersionNeeds, read_elf
 from gapship.node.loader import Loader, real_path
+from gapship.pack import interpreter_for_lock
+from gapship.plan import Lock
 from gapship.probe import TargetInfo, parse_target
 from gapship.providers import standalone, twin
 from gapship.providers.python import PythonInstall, TargetPython, find_host_python
@@ -353,3 +356,80 @@ def test_install_ties_the_environment_to_the_target_python(tmp_path: Path) -> No
                           text=True, check=False)
     assert proc.returncode == 1
     assert "runs on /nonexistent/python3.9, which is not on this machine" in proc.stderr
+
+
+# ---------------------------------------------------------------- what a lock records
+
+def lock_of(choice: providers.PythonChoice) -> Lock:
+    return Lock(name="e", env_version="1.0", python_version=choice.version,
+                python_source=choice.source, platform_tag="x86_64-manylinux_2_31",
+                requirements=(), files=(), interpreter=choice.locator)
+
+
+def test_a_lock_records_where_its_interpreter_was_found(builder: dict[str, Any],
+                                                        tmp_path: Path) -> None:
+    (tmp_path / "rootfs" / "usr").mkdir(parents=True)
+    unknown_os = target("mylinux", "1", "2.31")
+    choice = providers.choose_python(PythonSpec(twin_root=str(tmp_path / "rootfs"),
+                                                source="twin"), unknown_os)
+    lock = lock_of(choice)
+    again = Lock.from_json(lock.to_json())
+    assert again == lock and again.interpreter is not None
+    assert again.interpreter.twin_root == str(tmp_path / "rootfs")
+    assert again.interpreter.describe() == f"twin (--twin-root {tmp_path / 'rootfs'})"
+    built = providers.choose_python(PythonSpec(source="twin"), target("debian", "11", "2.31"))
+    assert built.locator == providers.PythonLocator("twin", "3.9.2", twin_release="bullseye")
+    # locks written before the locator stay readable
+    old = json.loads(lock.to_json())
+    del old["interpreter"]
+    assert Lock.from_json(json.dumps(old)).interpreter is None
+
+
+def test_pack_of_a_lock_takes_the_interpreter_from_where_the_lock_says(
+        builder: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[PythonSpec] = []
+    real_choose = providers.choose_python
+
+    def choose(want: PythonSpec, machine: TargetInfo) -> providers.PythonChoice:
+        asked.append(want)
+        return real_choose(want, machine)
+
+    (tmp_path / "rootfs" / "usr").mkdir(parents=True)
+    unknown_os = target("mylinux", "1", "2.31")
+    lock = lock_of(real_choose(PythonSpec(twin_root=str(tmp_path / "rootfs"), source="twin"),
+                               unknown_os))
+    monkeypatch.setattr(providers, "choose_python", choose)
+    # before: `--python twin` for an OS without a known release, the rootfs forgotten
+    assert isinstance(interpreter_for_lock(lock, PythonSpec(), unknown_os), PythonInstall)
+    assert asked[-1].twin_root == str(tmp_path / "rootfs") and asked[-1].source == "twin"
+    assert asked[-1].version == "3.9"
+    # the command line names another place for it
+    (tmp_path / "other" / "usr").mkdir(parents=True)
+    interpreter_for_lock(lock, PythonSpec(twin_root=str(tmp_path / "other")), unknown_os)
+    assert asked[-1].twin_root == str(tmp_path / "other")
+    # a twin that was debootstrapped is the target's release: another target is refused
+    bullseye = target("debian", "11", "2.31")
+    built = lock_of(real_choose(PythonSpec(source="twin"), bullseye))
+    interpreter_for_lock(built, PythonSpec(), bullseye)
+    with pytest.raises(StageError, match="the lock's Python comes from a bullseye twin"):
+        interpreter_for_lock(built, PythonSpec(), target("debian", "12", "2.36"))
+
+
+def test_a_lock_planned_with_an_archive_refuses_another_archive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive, other = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    archive.write_bytes(b"planned")
+    other.write_bytes(b"another")
+    locator = providers.PythonLocator("standalone", "3.6.15", archive=str(archive),
+                                      archive_sha256=sha256_file(archive))
+    lock = Lock(name="e", env_version="1.0", python_version="3.6.15",
+                python_source="standalone", platform_tag="x86_64-manylinux_2_31",
+                requirements=(), files=(), interpreter=locator)
+    asked: list[PythonSpec] = []
+    monkeypatch.setattr(providers, "choose_python", lambda want, machine: asked.append(want)
+                        or providers.PythonChoice("standalone", HOST, "test"))
+    bullseye = target("debian", "11", "2.31")
+    interpreter_for_lock(lock, PythonSpec(), bullseye)
+    assert asked[-1].archive == str(archive) and asked[-1].version == "3.6"
+    with pytest.raises(StageError, match="is not the archive the lock was planned with"):
+        interpreter_for_lock(lock, PythonSpec(archive=str(other)), bullseye)

@@ -30,6 +30,7 @@ from gapship.plan.gpu import GpuChoice, node_driver
 from gapship.plan.gpu import decide as gpu_decide
 from gapship.plan.types import Decision, GpuPlan, Lock, LockedFile
 from gapship.probe import TargetInfo
+from gapship.providers import PythonLocator
 from gapship.spec import Spec
 from gapship.uv import uv_bin, uv_env, uv_error
 
@@ -261,13 +262,15 @@ _ATTEMPTS = 3
 
 def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str,
          extra_requirements: tuple[str, ...] = (),
-         local_toolkit: tuple[str, str | None] | None = None) -> Lock:
+         local_toolkit: tuple[str, str | None] | None = None,
+         interpreter: PythonLocator | None = None) -> Lock:
     """Decide (GPU stack, CPU limits), resolve the exact files, confirm the GPU stack against
     the wheels that resolved, and lock.
 
     A build whose wheels carry another CUDA than the compat data says is rejected and the
     next one decided, a few times at most. ``local_toolkit`` is the (CUDA, cuDNN) version
-    of env.toml's cuda.path, when given.
+    of env.toml's cuda.path, when given; ``interpreter`` where the providers found the
+    interpreter, recorded in the lock for `gapship pack LOCK`.
     """
     compat = load_compat()
     constraints, cpu_decisions = cpu_constraints(target, compat)
@@ -298,7 +301,8 @@ def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str
         return Lock(name=spec.name, env_version=spec.version, python_version=python_version,
                     python_source=python_source, platform_tag=resolution.platform,
                     requirements=requirements, files=files, decisions=tuple(decisions),
-                    gpu=gpu, warnings=tuple(warnings), indexes=indexes)
+                    gpu=gpu, warnings=tuple(warnings), indexes=indexes,
+                    interpreter=interpreter)
     raise ResolveError(f"no build of {spec.framework} resolves to one that runs here.",
                        "Pin a framework version and CUDA in env.toml.")
 

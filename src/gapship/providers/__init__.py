@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from gapship import ui, versions
 from gapship.compat import is_system_library
 from gapship.errors import GapshipError, StageError
+from gapship.files import sha256_file
 from gapship.node.elf import GLIBC, VersionNeeds, iter_elf_paths, version_needs
 from gapship.node.loader import Loader
 from gapship.probe import TargetInfo
@@ -37,12 +38,45 @@ AUTO_ORDER = ("host", "standalone", "target", "twin")
 
 
 @dataclass(frozen=True)
+class PythonLocator:
+    """Where a chosen interpreter was found, so that a lock finds the same one again.
+
+    ``source`` is host, standalone, target, twin or a path; what each needs besides the
+    version: standalone from a file its ``archive`` (absolute) and ``archive_sha256``; twin
+    its ``twin_root`` (--twin-root, absolute) or the ``twin_release`` (codename) that was
+    debootstrapped; a path source its absolute ``path``.
+    """
+
+    source: str
+    version: str
+    archive: str | None = None
+    archive_sha256: str | None = None
+    twin_root: str | None = None
+    twin_release: str | None = None
+    path: str | None = None
+
+    def without_paths(self) -> PythonLocator:
+        """What stays true away from this builder: the source, version, archive sha256 and
+        twin release, without the builder's paths."""
+        return PythonLocator(self.source, self.version, archive_sha256=self.archive_sha256,
+                             twin_release=self.twin_release)
+
+    def describe(self) -> str:
+        """A few words for messages: `twin (--twin-root /srv/bionic)`."""
+        where = (f"--python-archive {self.archive}" if self.archive else
+                 f"--twin-root {self.twin_root}" if self.twin_root else
+                 f"the {self.twin_release} twin" if self.twin_release else self.path)
+        return f"{self.source} ({where})" if where and where != self.source else self.source
+
+
+@dataclass(frozen=True)
 class PythonChoice:
     """The interpreter that ships (or, for ``target``, that the environment is tied to)."""
 
     source: str
     interpreter: Interpreter
     reason: str
+    locator: PythonLocator | None = None
 
     @property
     def version(self) -> str:
@@ -158,6 +192,26 @@ def _provide(source: str, want: PythonSpec, target: TargetInfo, auto: bool) -> I
     return from_path(Path(source).expanduser(), want.version)
 
 
+def _locator(source: str, want: PythonSpec, target: TargetInfo, interpreter: Interpreter
+             ) -> PythonLocator:
+    """What finds ``interpreter`` again from ``source``, wherever the next command runs."""
+    if source == "standalone" and want.archive:
+        archive = Path(want.archive).expanduser().resolve()
+        return PythonLocator(source, interpreter.version, archive=str(archive),
+                             archive_sha256=sha256_file(archive))
+    if source == "twin":
+        if want.twin_root:
+            return PythonLocator(source, interpreter.version,
+                                 twin_root=str(Path(want.twin_root).expanduser().resolve()))
+        release = twin.release_for(target)
+        return PythonLocator(source, interpreter.version,
+                             twin_release=release.codename if release else None)
+    if source not in AUTO_ORDER:
+        return PythonLocator(source, interpreter.version,
+                             path=str(Path(source).expanduser().resolve()))
+    return PythonLocator(source, interpreter.version)
+
+
 _REASONS = {
     "host": "this builder's Python; its glibc needs are within the target's",
     "standalone": "python-build-standalone (built for glibc 2.17)",
@@ -177,7 +231,8 @@ def choose_python(want: PythonSpec, target: TargetInfo) -> PythonChoice:
                              "target, twin, or a path).") from None
         # a path stays the source's name: a lock planned with it finds it again
         reason = _REASONS.get(want.source, f"the Python at {want.source}")
-        return PythonChoice(source=want.source, interpreter=interpreter, reason=reason)
+        return PythonChoice(source=want.source, interpreter=interpreter, reason=reason,
+                            locator=_locator(want.source, want, target, interpreter))
     skipped: list[str] = []
     for source in AUTO_ORDER:
         try:
@@ -186,7 +241,8 @@ def choose_python(want: PythonSpec, target: TargetInfo) -> PythonChoice:
             skipped.append(f"{source}: {exc.message.rstrip('.')}")
             continue
         reason = _REASONS[source] + (f" (not {'; not '.join(skipped)})" if skipped else "")
-        return PythonChoice(source=source, interpreter=interpreter, reason=reason)
+        return PythonChoice(source=source, interpreter=interpreter, reason=reason,
+                            locator=_locator(source, want, target, interpreter))
     wanted = f"Python {want.version}" if want.version else "a Python"
     raise StageError(
         f"no interpreter source can give {wanted} for {target.describe()}: "
