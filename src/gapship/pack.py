@@ -20,7 +20,7 @@ from gapship.cache import cache_dir
 from gapship.errors import CompatError, StageError
 from gapship.fetch import FetchResult, fetch, installed_sizes
 from gapship.files import sha256_file
-from gapship.plan import Lock, plan
+from gapship.plan import Lock, plan, refuse_python_first
 from gapship.probe import TargetInfo
 from gapship.providers import PythonChoice
 from gapship.providers.python import Interpreter
@@ -75,7 +75,9 @@ def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
 # ---- providers
 
 def provide(spec: Spec, target: TargetInfo) -> Provided:
-    """Ask the providers for the interpreter and read the local toolkit, if any."""
+    """Ask the providers for the interpreter and read the local toolkit, if any; a Python
+    that the framework cannot run on is refused first, before anything is fetched."""
+    refuse_python_first(spec, target)
     choice = providers.choose_python(spec.python_spec, target)
     ui.step(f"Python {choice.version} from {choice.source}: {choice.reason}")
     toolkit = None

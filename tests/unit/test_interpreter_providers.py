@@ -19,16 +19,16 @@ import pytest
 from gapship import providers
 from gapship.activate import install_target_files
 from gapship.cli.python_options import python_spec
-from gapship.errors import SpecError, StageError
+from gapship.errors import CompatError, SpecError, StageError
 from gapship.files import sha256_file
 from gapship.node.elf import VersionNeeds, read_elf
 from gapship.node.loader import Loader, real_path
-from gapship.pack import interpreter_for_lock
+from gapship.pack import interpreter_for_lock, provide
 from gapship.plan import Lock
 from gapship.probe import TargetInfo, parse_target
 from gapship.providers import standalone, twin
 from gapship.providers.python import PythonInstall, TargetPython, find_host_python
-from gapship.spec import PythonSpec
+from gapship.spec import PythonSpec, parse_spec
 from gapship.stage.relocate import neutral_prefix, replace_c_strings
 from tests.conftest import require
 
@@ -433,3 +433,35 @@ def test_a_lock_planned_with_an_archive_refuses_another_archive(
     assert asked[-1].archive == str(archive) and asked[-1].version == "3.6"
     with pytest.raises(StageError, match="is not the archive the lock was planned with"):
         interpreter_for_lock(lock, PythonSpec(archive=str(other)), bullseye)
+
+
+# ---------------------------------------------------------------- the framework's Python first
+
+def test_a_python_the_framework_rejects_is_refused_before_any_interpreter_is_fetched(
+        builder: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    fetched: list[str] = []
+
+    def download(minor: str) -> PythonInstall:
+        fetched.append(minor)
+        raise StageError(f"uv python install {minor} failed: offline")
+
+    monkeypatch.setattr(providers, "from_uv", download)
+    bullseye = recorded("cpu-noavx2")  # Debian 11: its twin ships Python 3.9
+    tf111 = 'name = "x"\npackages = ["tensorflow-gpu==1.11.0"]\n'
+    for toml in (tf111 + 'python = "3.9"\n',
+                 tf111 + 'python = { version = "3.9", source = "standalone" }\n'):
+        with pytest.raises(CompatError) as err:
+            provide(parse_spec(toml), bullseye)
+        assert err.value.message == ("`tensorflow-gpu==1.11.0` runs on Python 3.6, not 3.9 "
+                                     "(env.toml asks for it; compat data: tested-builds).")
+        assert 'Set python = "3.6" in env.toml' in err.value.hint
+    # no version asked: the twin's release decides it, and no twin is built for it
+    with pytest.raises(CompatError) as err:
+        provide(parse_spec(tf111 + 'python = { source = "twin" }\n'), bullseye)
+    assert "runs on Python 3.6, not 3.9 (the twin of Debian 11 (bullseye) ships it" in \
+        err.value.message
+    assert builder["twins"] == [] and fetched == []
+    # a Python it runs on goes on to the providers
+    with pytest.raises(StageError, match=r"no interpreter source can give Python 3\.6"):
+        provide(parse_spec(tf111 + 'python = "3.6"\n'), bullseye)
+    assert fetched == ["3.6"]

@@ -24,17 +24,19 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from gapship import versions
 from gapship.compat import CompatData
 from gapship.compat import load as load_compat
-from gapship.errors import ResolveError
+from gapship.errors import CompatError, ResolveError
 from gapship.node import layout
-from gapship.plan.gpu import GpuChoice, node_driver
+from gapship.plan.gpu import GpuChoice, node_driver, python_fits
 from gapship.plan.gpu import decide as gpu_decide
 from gapship.plan.types import Decision, GpuPlan, Lock, LockedFile
 from gapship.probe import TargetInfo
 from gapship.providers import PythonLocator
+from gapship.providers.twin import release_for as twin_release_for
 from gapship.spec import Spec
 from gapship.uv import uv_bin, uv_env, uv_error
 
-__all__ = ["Decision", "GpuPlan", "Lock", "LockedFile", "cpu_needs_json", "plan", "resolve"]
+__all__ = ["Decision", "GpuPlan", "Lock", "LockedFile", "cpu_needs_json", "plan",
+           "refuse_python_first", "resolve"]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -254,6 +256,29 @@ def _excluded(files: tuple[LockedFile, ...], patterns: tuple[str, ...]
         else:
             keep.append(f)
     return tuple(keep), dropped
+
+
+def refuse_python_first(spec: Spec, target: TargetInfo) -> None:
+    """Refuse a Python version that no build of the framework supports, before any
+    interpreter is fetched or twin built: the version env.toml (or --python standalone:3.X)
+    asks for, or else the one a --python twin of the target's release would ship."""
+    want = spec.python_spec
+    minor, why = spec.python, "env.toml asks for it"
+    if minor is None and want.source == "twin" and not want.twin_root:
+        release = twin_release_for(target)
+        if release is not None:
+            minor, why = release.python, f"the twin of {release.describe()} ships it"
+    known = python_fits(spec, load_compat())
+    if minor is None or known is None or minor in known[0]:
+        return
+    fits, source = known
+    runs = ("no Python that gapship supports" if not fits else f"Python {fits[0]}"
+            + (f" to {fits[-1]}" if len(fits) > 1 else ""))
+    raise CompatError(f"`{spec.framework}` runs on {runs}, not {minor} ({why}; compat data: "
+                      f"{source}).",
+                      f"Set python = \"{fits[-1]}\" in env.toml, with a source that has it "
+                      "(--python-archive FILE, --twin-root DIR)." if fits else
+                      "Choose another version of the framework.")
 
 
 # How many framework builds the plan tries when the index serves another CUDA than expected.

@@ -376,6 +376,25 @@ def _explain(c: Candidate, node: NodeFacts, python_version: str, compat: CompatD
 _PYTHONS = tuple(f"3.{n}" for n in range(14, 5, -1))
 
 
+def _runs_on(python: SpecifierSet, minor: str) -> bool:
+    """Whether some 3.X.N of this minor version is within a build's Python range."""
+    return any(f"{minor}.{n}" in python for n in range(0, 30))
+
+
+def python_fits(spec: Spec, compat: CompatData) -> tuple[tuple[str, ...], str] | None:
+    """The Python versions ("3.X", oldest first) that some build of the spec's framework runs
+    on, and the source of that fact; None when there is no framework or no known build.
+    Pure: asked before an interpreter is fetched or a twin built."""
+    if spec.framework_family is None:
+        return None
+    builds = candidates(spec, compat)
+    if not builds:
+        return None  # decide() names the releases there are
+    fits = sorted((py for py in _PYTHONS if any(_runs_on(c.python, py) for c in builds)),
+                  key=release)
+    return tuple(fits), builds[0].fact.source
+
+
 def _with_other_python(builds: list[Candidate], node: NodeFacts, compat: CompatData
                        ) -> tuple[Candidate, str] | None:
     """The newest build that works here with another Python, and that Python."""
