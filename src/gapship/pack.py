@@ -20,7 +20,7 @@ from gapship.cache import cache_dir
 from gapship.errors import CompatError, StageError
 from gapship.fetch import FetchResult, fetch, installed_sizes
 from gapship.files import sha256_file
-from gapship.plan import Lock, plan, refuse_python_first
+from gapship.plan import Lock, framework_pythons, plan, refuse_python_first
 from gapship.probe import TargetInfo
 from gapship.providers import PythonChoice
 from gapship.providers.python import Interpreter
@@ -78,7 +78,7 @@ def provide(spec: Spec, target: TargetInfo) -> Provided:
     """Ask the providers for the interpreter and read the local toolkit, if any; a Python
     that the framework cannot run on is refused first, before anything is fetched."""
     refuse_python_first(spec, target)
-    choice = providers.choose_python(spec.python_spec, target)
+    choice = providers.choose_python(spec.python_spec, target, framework_pythons(spec))
     ui.step(f"Python {choice.version} from {choice.source}: {choice.reason}")
     toolkit = None
     if spec.cuda.path is not None:

@@ -465,3 +465,41 @@ def test_a_python_the_framework_rejects_is_refused_before_any_interpreter_is_fet
     with pytest.raises(StageError, match=r"no interpreter source can give Python 3\.6"):
         provide(parse_spec(tf111 + 'python = "3.6"\n'), bullseye)
     assert fetched == ["3.6"]
+
+
+# ---------------------------------------------------------------- ways out that can work
+
+def test_python_3_6_for_debian_11_names_only_ways_that_can_work(
+        builder: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Debian 11 ships 3.9, the builder's Pythons need a newer glibc, python-build-standalone
+    has no 3.6: the way out is an archive built for glibc <= 2.31 or a rootfs of a release
+    that ships 3.6 with such a glibc (Ubuntu 18.04/18.10), never the target's own release."""
+    monkeypatch.setattr(providers, "uv_downloadable", lambda minor: minor != "3.6")
+    bullseye = recorded("cpu-noavx2")
+    tf111 = parse_spec('name = "x"\npython = "3.6"\npackages = ["tensorflow-gpu==1.11.0"]\n')
+    with pytest.raises(StageError) as err:
+        provide(tf111, bullseye)  # the framework runs on 3.6 only
+    for part in ("host: Python 3.11.7 needs GLIBC_2.36", "standalone: python-build-standalone "
+                 "has no 3.6 build", "twin: Debian 11 (bullseye) ships Python 3.9, not 3.6"):
+        assert part in err.value.message
+    hint = err.value.hint
+    assert hint.startswith("Give --python-archive FILE (an install_only archive of Python 3.6")
+    assert "built for glibc <= 2.31)" in hint
+    assert ("--twin-root DIR (a rootfs of Ubuntu 18.04 (bionic) or Ubuntu 18.10 (cosmic), which "
+            "ship Python 3.6 with glibc 2.27 or 2.28, not newer than the target's 2.31") in hint
+    assert "debootstrap --include=python3,python3-distutils bionic DIR" in hint
+    for dead_end in ("target's release", "Debian 11", "another version", "python = \"3.9\"",
+                     "build:", "--python host"):
+        assert dead_end not in hint, dead_end
+    # every release the hint names does ship 3.6 with a glibc the target has
+    named = [r for r in twin.releases() if r.describe() in hint]
+    assert named and all(r.python == "3.6" and r.glibc <= "2.31" for r in named)
+    # without a framework, the target's own 3.9 works too, and so it is named
+    with pytest.raises(StageError) as err:
+        providers.choose_python(PythonSpec(version="3.6"), bullseye)
+    assert 'or python = "3.9" in env.toml (the target\'s own /usr/bin/python3.9, --python ' \
+        "target)" in err.value.hint
+    # an explicit source that cannot serve names the same ways
+    with pytest.raises(StageError) as err:
+        providers.choose_python(PythonSpec(version="3.6", source="twin"), bullseye, ("3.6",))
+    assert "Ubuntu 18.04 (bionic)" in err.value.hint and "3.9" not in err.value.hint

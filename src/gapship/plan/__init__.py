@@ -35,8 +35,8 @@ from gapship.providers.twin import release_for as twin_release_for
 from gapship.spec import Spec
 from gapship.uv import uv_bin, uv_env, uv_error
 
-__all__ = ["Decision", "GpuPlan", "Lock", "LockedFile", "cpu_needs_json", "plan",
-           "refuse_python_first", "resolve"]
+__all__ = ["Decision", "GpuPlan", "Lock", "LockedFile", "cpu_needs_json", "framework_pythons",
+           "plan", "refuse_python_first", "resolve"]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -256,6 +256,13 @@ def _excluded(files: tuple[LockedFile, ...], patterns: tuple[str, ...]
         else:
             keep.append(f)
     return tuple(keep), dropped
+
+
+def framework_pythons(spec: Spec) -> tuple[str, ...] | None:
+    """The Python versions ("3.X") that some build of the spec's framework runs on; None
+    when any will do (no framework, or none of its builds known)."""
+    known = python_fits(spec, load_compat())
+    return known[0] if known else None
 
 
 def refuse_python_first(spec: Spec, target: TargetInfo) -> None:

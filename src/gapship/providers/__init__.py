@@ -220,15 +220,22 @@ _REASONS = {
 }
 
 
-def choose_python(want: PythonSpec, target: TargetInfo) -> PythonChoice:
-    """Find the interpreter for ``target`` from ``want.source`` (auto: the first that fits)."""
+def choose_python(want: PythonSpec, target: TargetInfo,
+                  pythons: tuple[str, ...] | None = None) -> PythonChoice:
+    """Find the interpreter for ``target`` from ``want.source`` (auto: the first that fits).
+
+    ``pythons``: the versions ("3.X") the environment can use (its framework's), None for
+    any; a refusal suggests only those.
+    """
     if want.source != "auto":
         try:
             interpreter = _provide(want.source, want, target, auto=False)
         except Unavailable as exc:
             raise StageError(f"--python {want.source}: {exc.message}.",
                              "Choose another source with --python (auto, host, standalone:3.X, "
-                             "target, twin, or a path).") from None
+                             "target, twin, or a path)"
+                             + (f", or {ways}" if (ways := ways_out(want, target, pythons))
+                                else "") + ".") from None
         # a path stays the source's name: a lock planned with it finds it again
         reason = _REASONS.get(want.source, f"the Python at {want.source}")
         return PythonChoice(source=want.source, interpreter=interpreter, reason=reason,
@@ -244,8 +251,55 @@ def choose_python(want: PythonSpec, target: TargetInfo) -> PythonChoice:
         return PythonChoice(source=source, interpreter=interpreter, reason=reason,
                             locator=_locator(source, want, target, interpreter))
     wanted = f"Python {want.version}" if want.version else "a Python"
+    ways = ways_out(want, target, pythons)
     raise StageError(
         f"no interpreter source can give {wanted} for {target.describe()}: "
         + "; ".join(skipped) + ".",
-        "Give one: --python-archive FILE (python-build-standalone install_only), --twin-root "
-        "DIR (a rootfs of the target's release), or another version in env.toml.")
+        f"Give {ways}." if ways else "No source gapship knows can serve this target.")
+
+
+def ways_out(want: PythonSpec, target: TargetInfo, pythons: tuple[str, ...] | None = None
+             ) -> str:
+    """The ways to an interpreter that can work for this target, or "" when none: an
+    install_only archive built for the target's glibc, a rootfs of a release that ships the
+    version with a glibc the target has, or another version that a source has."""
+    if target.libc_family != "glibc" or not target.glibc_version:
+        return ""
+    minor = want.version
+    ways = [f"--python-archive FILE (an install_only archive of Python {minor or '3.X'}, "
+            "python-build-standalone's or a prefix of your own tarred as python/, built for "
+            f"glibc <= {target.glibc})"]
+    own = twin.release_for(target)
+    if minor is None:
+        if own is None or versions.release(own.python) >= OLDEST_PYTHON:
+            ways.append("--twin-root DIR (a rootfs of the target's OS release)")
+    else:
+        shipping = [r for r in twin.releases() if r.python == minor
+                    and versions.release(r.glibc) <= target.glibc_version]
+        if shipping:
+            glibcs = sorted({r.glibc for r in shipping}, key=versions.release)
+            first = shipping[0]
+            make = (f"; `debootstrap --include={','.join(first.packages)} {first.codename} DIR "
+                    f"{first.mirror}` makes one" if first.mirror else "")
+            names = " or ".join(r.describe() for r in shipping)
+            ways.append(f"--twin-root DIR (a rootfs of {names}, which ship Python {minor} with "
+                        f"glibc {' or '.join(glibcs)}, not newer than the target's "
+                        f"{target.glibc}{make})")
+        others = _other_versions(minor, target, own)
+        usable = [(v, why) for v, why in others if pythons is None or v in pythons]
+        if usable:
+            ways.append(" or ".join(f"python = \"{v}\" in env.toml ({why})" for v, why in usable))
+    return ", or ".join(ways)
+
+
+def _other_versions(minor: str, target: TargetInfo, own: twin.TwinRelease | None
+                    ) -> list[tuple[str, str]]:
+    """Versions other than ``minor`` that a source has for this target, and which source."""
+    found: dict[str, str] = {}
+    for python in target.pythons:
+        if python.version[:2] >= OLDEST_PYTHON and python.minor != minor:
+            path = target_python(target, python.minor).executable
+            found.setdefault(python.minor, f"the target's own {path}, --python target")
+    if own is not None and own.python != minor and versions.release(own.python) >= OLDEST_PYTHON:
+        found.setdefault(own.python, f"what {own.describe()} ships, --python twin")
+    return sorted(found.items(), key=lambda item: versions.release(item[0]), reverse=True)
