@@ -210,6 +210,18 @@ class CompatData:
         key = versions.release(cuda)[:2]
         return next((t for t in self.toolkits if versions.release(t.cuda)[:2] == key), None)
 
+    def min_driver_for(self, cuda: str) -> tuple[int, ...] | None:
+        """The lowest driver that runs programs of CUDA ``cuda`` (major.minor): its row's, or
+        for a minor the data lacks (13.5), its major's minor-version-compatibility minimum;
+        None when the data knows neither."""
+        row = self.toolkit(cuda)
+        if row is not None:
+            return row.min_driver
+        major = versions.release(cuda)[0]
+        floors = [t.minor_compat_min for t in self.toolkits
+                  if versions.release(t.cuda)[0] == major and t.minor_compat_min]
+        return max(floors) if floors else None
+
     def max_cuda_for_driver(self, driver: tuple[int, ...]) -> CudaToolkit | None:
         """The newest toolkit whose programs this driver runs (minor compatibility included)."""
         usable = [t for t in self.toolkits if t.min_driver <= driver]

@@ -401,6 +401,21 @@ def _resolution_warnings(spec: Spec, resolution: Resolution, dropped: list[str],
     return warnings
 
 
+def _older_cuda_hint(gpu: GpuPlan, spec: Spec, driver: tuple[int, ...], compat: CompatData
+                     ) -> str:
+    """The way to CUDA wheels this driver runs: an older framework, or (NVIDIA's wheels named
+    in packages) the same wheels of the newest CUDA major the driver runs."""
+    best = compat.max_cuda_for_driver(driver)
+    if gpu.framework is not None or best is None:
+        return "Pin an older framework or CUDA (cuda = \"11.8\") in env.toml."
+    major = versions.release(best.cuda)[0]
+    asked = [canonicalize_name(r.name) for r in spec.requirements]
+    names = [n for n in asked if n.startswith("nvidia-") and not re.search(r"-cu\d+$", n)]
+    older = [f"{n}-cu{major}" if major < 13 else n for n in names]
+    return (f"Driver {versions.driver_text(driver)} runs CUDA {best.cuda} at most: in packages, "
+            f"ask for {', '.join(older) or 'the older CUDA wheels'} instead.")
+
+
 def _gpu_from_wheels(gpu: GpuPlan | None, files: tuple[LockedFile, ...], python_version: str,
                      spec: Spec, compat: CompatData, target: TargetInfo
                      ) -> tuple[GpuPlan | None, list[Decision]]:
@@ -410,19 +425,19 @@ def _gpu_from_wheels(gpu: GpuPlan | None, files: tuple[LockedFile, ...], python_
     if cuda is None and (gpu is None or gpu.cuda_source != "wheels"):
         return gpu, decisions
     if gpu is None:
-        row = compat.toolkit(cuda) if cuda else None
+        needs = compat.min_driver_for(cuda) if cuda else None
         gpu = GpuPlan(framework=None, framework_version=None, cuda=cuda, cudnn=cudnn,
                       cuda_source="wheels",
-                      min_driver=versions.driver_text(row.min_driver) if row else None,
+                      min_driver=versions.driver_text(needs) if needs else None,
                       nvcc=spec.cuda.nvcc)
         decisions.append(Decision("CUDA", f"{cuda} (PyPI wheels)",
                                   "the NVIDIA runtime wheel in the packages", "resolution"))
     elif cuda and gpu.cuda and cuda != versions.minor(gpu.cuda):
         decisions.append(Decision("CUDA", cuda, f"the resolved nvidia-cuda-runtime wheel (the "
                                   f"compat data expected {gpu.cuda})", "resolution"))
-        row = compat.toolkit(cuda)
-        gpu = replace(gpu, cuda=cuda, min_driver=versions.driver_text(row.min_driver)
-                      if row else gpu.min_driver)
+        needs = compat.min_driver_for(cuda)
+        gpu = replace(gpu, cuda=cuda, min_driver=versions.driver_text(needs)
+                      if needs else gpu.min_driver)
     if cudnn and gpu.cudnn != cudnn:
         gpu = replace(gpu, cudnn=cudnn)
     named = compat.framework_named(gpu.framework) if gpu.framework else None
@@ -441,5 +456,5 @@ def _gpu_from_wheels(gpu: GpuPlan | None, files: tuple[LockedFile, ...], python_
         raise ResolveError(f"the resolved wheels carry CUDA {gpu.cuda}, which needs driver >= "
                            f"{gpu.min_driver}; the target's driver is "
                            f"{versions.driver_text(driver)}.",
-                           "Pin an older framework or CUDA (cuda = \"11.8\") in env.toml.")
+                           _older_cuda_hint(gpu, spec, driver, compat))
     return gpu, decisions
