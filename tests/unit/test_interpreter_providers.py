@@ -503,3 +503,29 @@ def test_python_3_6_for_debian_11_names_only_ways_that_can_work(
     with pytest.raises(StageError) as err:
         providers.choose_python(PythonSpec(version="3.6", source="twin"), bullseye, ("3.6",))
     assert "Ubuntu 18.04 (bionic)" in err.value.hint and "3.9" not in err.value.hint
+
+
+def test_auto_with_no_version_passes_over_pythons_the_framework_rejects_before_fetching(
+        builder: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    fetched: list[str] = []
+
+    def download(minor: str) -> PythonInstall:
+        fetched.append(minor)
+        raise StageError(f"uv python install {minor} failed: offline")
+
+    monkeypatch.setattr(providers, "from_uv", download)
+    tf111 = parse_spec('name = "x"\npackages = ["tensorflow-gpu==1.11.0"]\n')
+    with pytest.raises(StageError) as err:
+        provide(tf111, recorded("cpu-noavx2"))
+    text = err.value.message
+    assert text.startswith("no interpreter source can give Python 3.6 for Debian")
+    for part in ("standalone: it gives Python 3.11; the framework runs on 3.6",
+                 "target: it gives Python 3.9.2; the framework runs on 3.6",
+                 "twin: it gives Python 3.9; the framework runs on 3.6"):
+        assert part in text
+    assert fetched == [] and builder["twins"] == []
+    assert "Ubuntu 18.04 (bionic)" in err.value.hint
+    bionic = target("ubuntu", "18.04", "2.27",
+                    [{"path": "/usr/bin/python3.6", "version": "3.6.9"}])
+    choice = provide(tf111, bionic).python
+    assert choice.source == "target" and choice.version == "3.6.9" and fetched == []

@@ -13,7 +13,7 @@ says why; when none can, one message says what each would need.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from gapship import ui, versions
@@ -225,7 +225,9 @@ def choose_python(want: PythonSpec, target: TargetInfo,
     """Find the interpreter for ``target`` from ``want.source`` (auto: the first that fits).
 
     ``pythons``: the versions ("3.X") the environment can use (its framework's), None for
-    any; a refusal suggests only those.
+    any. With no version asked, auto passes over a source that gives another (before it
+    fetches or builds anything when the version is known beforehand); a refusal suggests
+    only those versions.
     """
     if want.source != "auto":
         try:
@@ -241,21 +243,46 @@ def choose_python(want: PythonSpec, target: TargetInfo,
         return PythonChoice(source=want.source, interpreter=interpreter, reason=reason,
                             locator=_locator(want.source, want, target, interpreter))
     skipped: list[str] = []
+    usable = pythons if want.version is None else None
     for source in AUTO_ORDER:
+        other = f"it gives Python {{}}; the framework runs on {', '.join(usable or ())}"
+        known = _version_beforehand(source, want, target) if usable is not None else None
+        if usable is not None and known is not None and known not in usable:
+            skipped.append(f"{source}: {other.format(known)}")
+            continue
         try:
             interpreter = _provide(source, want, target, auto=True)
         except GapshipError as exc:
             skipped.append(f"{source}: {exc.message.rstrip('.')}")
             continue
+        if usable is not None and interpreter.minor not in usable:
+            skipped.append(f"{source}: {other.format(interpreter.version)}")
+            continue
         reason = _REASONS[source] + (f" (not {'; not '.join(skipped)})" if skipped else "")
         return PythonChoice(source=source, interpreter=interpreter, reason=reason,
                             locator=_locator(source, want, target, interpreter))
+    if usable:  # what the framework runs on: its newest is the version to look for
+        want = replace(want, version=usable[-1])
     wanted = f"Python {want.version}" if want.version else "a Python"
     ways = ways_out(want, target, pythons)
     raise StageError(
         f"no interpreter source can give {wanted} for {target.describe()}: "
         + "; ".join(skipped) + ".",
         f"Give {ways}." if ways else "No source gapship knows can serve this target.")
+
+
+def _version_beforehand(source: str, want: PythonSpec, target: TargetInfo) -> str | None:
+    """The Python version ("3.X") a source would give, when known before it fetches or builds
+    anything: a standalone download's, a twin release's; None otherwise."""
+    if source == "standalone" and not want.archive:
+        try:
+            return find_host_python(None).minor
+        except StageError:
+            return None
+    if source == "twin" and not want.twin_root:
+        release = twin.release_for(target)
+        return release.python if release else None
+    return None
 
 
 def ways_out(want: PythonSpec, target: TargetInfo, pythons: tuple[str, ...] | None = None
