@@ -437,15 +437,21 @@ def test_a_lock_planned_with_an_archive_refuses_another_archive(
 
 # ---------------------------------------------------------------- the framework's Python first
 
-def test_a_python_the_framework_rejects_is_refused_before_any_interpreter_is_fetched(
-        builder: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    fetched: list[str] = []
+@pytest.fixture()
+def fetched(builder: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The versions `uv python install` is asked for (it fails: the builder is offline)."""
+    asked: list[str] = []
 
     def download(minor: str) -> PythonInstall:
-        fetched.append(minor)
+        asked.append(minor)
         raise StageError(f"uv python install {minor} failed: offline")
 
     monkeypatch.setattr(providers, "from_uv", download)
+    return asked
+
+
+def test_a_python_the_framework_rejects_is_refused_before_any_interpreter_is_fetched(
+        builder: dict[str, Any], fetched: list[str]) -> None:
     bullseye = recorded("cpu-noavx2")  # Debian 11: its twin ships Python 3.9
     tf111 = 'name = "x"\npackages = ["tensorflow-gpu==1.11.0"]\n'
     for toml in (tf111 + 'python = "3.9"\n',
@@ -506,14 +512,7 @@ def test_python_3_6_for_debian_11_names_only_ways_that_can_work(
 
 
 def test_auto_with_no_version_passes_over_pythons_the_framework_rejects_before_fetching(
-        builder: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    fetched: list[str] = []
-
-    def download(minor: str) -> PythonInstall:
-        fetched.append(minor)
-        raise StageError(f"uv python install {minor} failed: offline")
-
-    monkeypatch.setattr(providers, "from_uv", download)
+        builder: dict[str, Any], fetched: list[str]) -> None:
     tf111 = parse_spec('name = "x"\npackages = ["tensorflow-gpu==1.11.0"]\n')
     with pytest.raises(StageError) as err:
         provide(tf111, recorded("cpu-noavx2"))
