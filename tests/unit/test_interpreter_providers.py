@@ -459,7 +459,8 @@ def test_a_python_the_framework_rejects_is_refused_before_any_interpreter_is_fet
         with pytest.raises(CompatError) as err:
             provide(parse_spec(toml), bullseye)
         assert err.value.message == ("`tensorflow-gpu==1.11.0` runs on Python 3.6, not 3.9 "
-                                     "(env.toml asks for it; compat data: tested-builds).")
+                                     "(asked for in env.toml or --python; compat data: "
+                                     "tested-builds).")
         assert 'Set python = "3.6" in env.toml' in err.value.hint
     # no version asked: the twin's release decides it, and no twin is built for it
     with pytest.raises(CompatError) as err:

@@ -270,7 +270,7 @@ def refuse_python_first(spec: Spec, target: TargetInfo) -> None:
     interpreter is fetched or twin built: the version env.toml (or --python standalone:3.X)
     asks for, or else the one a --python twin of the target's release would ship."""
     want = spec.python_spec
-    minor, why = spec.python, "env.toml asks for it"
+    minor, why = spec.python, "asked for in env.toml or --python"
     if minor is None and want.source == "twin" and not want.twin_root:
         release = twin_release_for(target)
         if release is not None:
