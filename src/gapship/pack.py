@@ -17,13 +17,15 @@ from pathlib import Path
 from gapship import providers, ui
 from gapship.bundle import BundleInfo, write_bundle
 from gapship.cache import cache_dir
-from gapship.errors import CompatError
+from gapship.errors import CompatError, StageError
 from gapship.fetch import FetchResult, fetch, installed_sizes
-from gapship.plan import Lock, plan
+from gapship.files import sha256_file
+from gapship.plan import Lock, framework_pythons, plan, refuse_python_first
 from gapship.probe import TargetInfo
 from gapship.providers import PythonChoice
 from gapship.providers.python import Interpreter
 from gapship.providers.toolkit import read_toolkit_versions
+from gapship.providers.twin import release_for as twin_release_for
 from gapship.spec import PythonSpec, Spec
 from gapship.stage import StagedTree, stage_environment
 
@@ -73,8 +75,10 @@ def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
 # ---- providers
 
 def provide(spec: Spec, target: TargetInfo) -> Provided:
-    """Ask the providers for the interpreter and read the local toolkit, if any."""
-    choice = providers.choose_python(spec.python_spec, target)
+    """Ask the providers for the interpreter and read the local toolkit, if any; a Python
+    that the framework cannot run on is refused first, before anything is fetched."""
+    refuse_python_first(spec, target)
+    choice = providers.choose_python(spec.python_spec, target, framework_pythons(spec))
     ui.step(f"Python {choice.version} from {choice.source}: {choice.reason}")
     toolkit = None
     if spec.cuda.path is not None:
@@ -86,9 +90,30 @@ def provide(spec: Spec, target: TargetInfo) -> Provided:
 
 
 def interpreter_for_lock(lock: Lock, want: PythonSpec, target: TargetInfo) -> Interpreter:
-    """The interpreter a lock was planned with: its source, asked again for that version."""
+    """The interpreter a lock was planned with: its source, asked again for that version,
+    where the lock says it was found (the rootfs, the archive, the path); ``want``'s
+    --python-archive or --twin-root, when given, name another place for it."""
+    found = lock.interpreter
+    source = found.path if found and found.path else lock.python_source
+    archive = want.archive or (found.archive if found else None)
+    twin_root = want.twin_root or (found.twin_root if found else None)
+    if found and found.archive_sha256 and archive:
+        digest = sha256_file(Path(archive).expanduser())  # a missing file: unpack says so
+        if digest != found.archive_sha256:
+            raise StageError(f"{archive} is not the archive the lock was planned with (sha256 "
+                             f"{digest[:16]}..., the lock's {found.archive_sha256[:16]}...).",
+                             "Give the same archive with --python-archive, or plan again.")
+    if found and found.twin_release and not twin_root:
+        release = twin_release_for(target)
+        if release is None or release.codename != found.twin_release:
+            raise StageError(f"the lock's Python comes from a {found.twin_release} twin; the "
+                             f"target runs {target.describe()}.",
+                             "Pack for the target the lock was planned for, or plan again.")
     choice = providers.choose_python(
-        replace(want, version=lock.python_minor, source=lock.python_source), target)
+        replace(want, version=lock.python_minor, source=source, archive=archive,
+                twin_root=twin_root), target)
+    where = choice.locator.describe() if choice.locator else choice.source
+    ui.step(f"Python {choice.version} from {where}, as the lock says")
     if choice.version != lock.python_version:
         ui.warn(f"the lock was planned for Python {lock.python_version}; {choice.source} gives "
                 f"{choice.version} (same minor version: the wheels fit)")
@@ -103,7 +128,8 @@ def plan_spec(spec: Spec, target: TargetInfo, provided: Provided) -> Lock:
     python = provided.python
     ui.step(f"planning for Python {python.version} ({python.source}) on {target.describe()}")
     lock = plan(spec, target, python.version, python.source,
-                extra_requirements=ALWAYS_SHIPPED, local_toolkit=provided.local_toolkit)
+                extra_requirements=ALWAYS_SHIPPED, local_toolkit=provided.local_toolkit,
+                interpreter=python.locator)
     sizes = installed_sizes(lock.files)
     lock = replace(lock, files=tuple(replace(f, installed_size=sizes.get(f.sha256))
                                      for f in lock.files))

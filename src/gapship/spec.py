@@ -76,6 +76,7 @@ class Spec:
 
     ``framework`` is a requirement such as ``torch>=2.4`` or ``tensorflow[and-cuda]==2.17.*``
     (None: a plain Python environment); its family is torch, tensorflow or jax.
+    ``framework_in_packages``: env.toml named it in `packages`, not under `framework`.
     """
 
     name: str
@@ -88,6 +89,7 @@ class Spec:
     indexes: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     compute: ComputeSpec = field(default_factory=ComputeSpec)
+    framework_in_packages: bool = False
 
     @property
     def python(self) -> str | None:
@@ -175,6 +177,10 @@ def validate_spec(data: dict[str, Any], source: str = "env.toml") -> Spec:
             families = ", ".join(f.family for f in load_compat().frameworks)
             problems.append(f"key `framework` = {framework!r}: give {families} or "
                             f"{NO_FRAMEWORK}, with an optional version such as \"torch>=2.4\"")
+    framework_in_packages = False
+    if "framework" not in data:
+        framework, packages = _framework_in_packages(packages, problems)
+        framework_in_packages = framework is not None
     cuda = _toolkit("cuda", data.get("cuda"), problems)
     cudnn = _toolkit("cudnn", data.get("cudnn"), problems)
     indexes = _strings("indexes", data.get("indexes", []), problems)
@@ -197,7 +203,30 @@ def validate_spec(data: dict[str, Any], source: str = "env.toml") -> Spec:
         indexes=tuple(indexes),
         exclude=tuple(exclude),
         compute=compute,
+        framework_in_packages=framework_in_packages,
     )
+
+
+def _framework_in_packages(packages: list[str], problems: list[str]
+                           ) -> tuple[str | None, list[str]]:
+    """A framework's GPU build named in `packages` (torch, tensorflow-gpu==1.11.0,
+    tensorflow[and-cuda], jax[cuda12]) is the framework, as if `framework` named it; the
+    rest stay packages. Two named: refused (a `framework` key chooses, and wins)."""
+    named = []
+    for pkg in packages:
+        try:
+            if load_compat().gpu_framework(Requirement(pkg)) is not None:
+                named.append(pkg)
+        except InvalidRequirement:
+            continue  # already a problem
+    if len(named) > 1:
+        problems.append(f"key `packages` names the GPU builds of {len(named)} frameworks "
+                        f"({', '.join(named)}); gapship plans one GPU stack: set `framework` "
+                        "to the one it is for (the others then stay packages)")
+        return None, packages
+    if not named:
+        return None, packages
+    return named[0], [p for p in packages if p != named[0]]
 
 
 def _version_problem(key: str, value: object) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -197,3 +198,28 @@ def test_uv_python_install_from_a_local_download_list(here: Path, trixie_target:
     assert f"uv python install 3.9 (python-build-standalone, into {installs})" in stderr
     assert "Python 3.9.18 from standalone" in stderr and report["python"] == "3.9.18"
     assert list(installs.glob("cpython-3.9.18-linux-x86_64-gnu/bin/python3.9"))
+
+
+def test_the_pack_command_that_plan_prints_works_as_printed(here: Path, bullseye_target: Path,
+                                                            bullseye_python_rootfs: Path
+                                                            ) -> None:
+    """plan --twin-root ROOT -o e.lock, then the printed `gapship pack e.lock --target T`: the
+    lock says where its interpreter is. The target's OS is one gapship has no twin of, so
+    only the rootfs given at plan time can serve it (as for a builder without root)."""
+    probe = json.loads(bullseye_target.read_text())
+    probe["os"]["id"] = "mylinux"
+    (here / "mylinux.json").write_text(json.dumps(probe))
+    proc = gapship("plan", "env.toml", "--target", "mylinux.json", "--twin-root",
+                   str(bullseye_python_rootfs), "-o", "e.lock", cwd=here)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hint = next(ln for ln in proc.stdout.splitlines() if ln.startswith("wrote e.lock: `"))
+    command = shlex.split(hint.split("`")[1])
+    assert command == ["gapship", "pack", "e.lock", "--target", "mylinux.json"]
+    locked = json.loads((here / "e.lock").read_text())["interpreter"]
+    assert locked["source"] == "twin" and locked["twin_root"] == str(bullseye_python_rootfs)
+    (here / "demo.run").unlink(missing_ok=True)
+    packed = gapship(*command[1:], "--level", "1", cwd=here)
+    assert packed.returncode == 0, packed.stderr[-3000:]
+    assert f"Python 3.9.2 from twin (--twin-root {bullseye_python_rootfs}), as the lock says" \
+        in packed.stderr
+    assert (here / "demo.run").is_file()

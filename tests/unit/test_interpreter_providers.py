@@ -19,13 +19,16 @@ import pytest
 from gapship import providers
 from gapship.activate import install_target_files
 from gapship.cli.python_options import python_spec
-from gapship.errors import SpecError, StageError
+from gapship.errors import CompatError, SpecError, StageError
+from gapship.files import sha256_file
 from gapship.node.elf import VersionNeeds, read_elf
 from gapship.node.loader import Loader, real_path
+from gapship.pack import interpreter_for_lock, provide
+from gapship.plan import Lock
 from gapship.probe import TargetInfo, parse_target
 from gapship.providers import standalone, twin
 from gapship.providers.python import PythonInstall, TargetPython, find_host_python
-from gapship.spec import PythonSpec
+from gapship.spec import PythonSpec, parse_spec
 from gapship.stage.relocate import neutral_prefix, replace_c_strings
 from tests.conftest import require
 
@@ -353,3 +356,176 @@ def test_install_ties_the_environment_to_the_target_python(tmp_path: Path) -> No
                           text=True, check=False)
     assert proc.returncode == 1
     assert "runs on /nonexistent/python3.9, which is not on this machine" in proc.stderr
+
+
+# ---------------------------------------------------------------- what a lock records
+
+def lock_of(choice: providers.PythonChoice) -> Lock:
+    return Lock(name="e", env_version="1.0", python_version=choice.version,
+                python_source=choice.source, platform_tag="x86_64-manylinux_2_31",
+                requirements=(), files=(), interpreter=choice.locator)
+
+
+def test_a_lock_records_where_its_interpreter_was_found(builder: dict[str, Any],
+                                                        tmp_path: Path) -> None:
+    (tmp_path / "rootfs" / "usr").mkdir(parents=True)
+    unknown_os = target("mylinux", "1", "2.31")
+    choice = providers.choose_python(PythonSpec(twin_root=str(tmp_path / "rootfs"),
+                                                source="twin"), unknown_os)
+    lock = lock_of(choice)
+    again = Lock.from_json(lock.to_json())
+    assert again == lock and again.interpreter is not None
+    assert again.interpreter.twin_root == str(tmp_path / "rootfs")
+    assert again.interpreter.describe() == f"twin (--twin-root {tmp_path / 'rootfs'})"
+    built = providers.choose_python(PythonSpec(source="twin"), target("debian", "11", "2.31"))
+    assert built.locator == providers.PythonLocator("twin", "3.9.2", twin_release="bullseye")
+    # locks written before the locator stay readable
+    old = json.loads(lock.to_json())
+    del old["interpreter"]
+    assert Lock.from_json(json.dumps(old)).interpreter is None
+
+
+def test_pack_of_a_lock_takes_the_interpreter_from_where_the_lock_says(
+        builder: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[PythonSpec] = []
+    real_choose = providers.choose_python
+
+    def choose(want: PythonSpec, machine: TargetInfo) -> providers.PythonChoice:
+        asked.append(want)
+        return real_choose(want, machine)
+
+    (tmp_path / "rootfs" / "usr").mkdir(parents=True)
+    unknown_os = target("mylinux", "1", "2.31")
+    lock = lock_of(real_choose(PythonSpec(twin_root=str(tmp_path / "rootfs"), source="twin"),
+                               unknown_os))
+    monkeypatch.setattr(providers, "choose_python", choose)
+    # before: `--python twin` for an OS without a known release, the rootfs forgotten
+    assert isinstance(interpreter_for_lock(lock, PythonSpec(), unknown_os), PythonInstall)
+    assert asked[-1].twin_root == str(tmp_path / "rootfs") and asked[-1].source == "twin"
+    assert asked[-1].version == "3.9"
+    # the command line names another place for it
+    (tmp_path / "other" / "usr").mkdir(parents=True)
+    interpreter_for_lock(lock, PythonSpec(twin_root=str(tmp_path / "other")), unknown_os)
+    assert asked[-1].twin_root == str(tmp_path / "other")
+    # a twin that was debootstrapped is the target's release: another target is refused
+    bullseye = target("debian", "11", "2.31")
+    built = lock_of(real_choose(PythonSpec(source="twin"), bullseye))
+    interpreter_for_lock(built, PythonSpec(), bullseye)
+    with pytest.raises(StageError, match="the lock's Python comes from a bullseye twin"):
+        interpreter_for_lock(built, PythonSpec(), target("debian", "12", "2.36"))
+
+
+def test_a_lock_planned_with_an_archive_refuses_another_archive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive, other = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    archive.write_bytes(b"planned")
+    other.write_bytes(b"another")
+    locator = providers.PythonLocator("standalone", "3.6.15", archive=str(archive),
+                                      archive_sha256=sha256_file(archive))
+    lock = Lock(name="e", env_version="1.0", python_version="3.6.15",
+                python_source="standalone", platform_tag="x86_64-manylinux_2_31",
+                requirements=(), files=(), interpreter=locator)
+    asked: list[PythonSpec] = []
+    monkeypatch.setattr(providers, "choose_python", lambda want, machine: asked.append(want)
+                        or providers.PythonChoice("standalone", HOST, "test"))
+    bullseye = target("debian", "11", "2.31")
+    interpreter_for_lock(lock, PythonSpec(), bullseye)
+    assert asked[-1].archive == str(archive) and asked[-1].version == "3.6"
+    with pytest.raises(StageError, match="is not the archive the lock was planned with"):
+        interpreter_for_lock(lock, PythonSpec(archive=str(other)), bullseye)
+
+
+# ---------------------------------------------------------------- the framework's Python first
+
+@pytest.fixture()
+def fetched(builder: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The versions `uv python install` is asked for (it fails: the builder is offline)."""
+    asked: list[str] = []
+
+    def download(minor: str) -> PythonInstall:
+        asked.append(minor)
+        raise StageError(f"uv python install {minor} failed: offline")
+
+    monkeypatch.setattr(providers, "from_uv", download)
+    return asked
+
+
+def test_a_python_the_framework_rejects_is_refused_before_any_interpreter_is_fetched(
+        builder: dict[str, Any], fetched: list[str]) -> None:
+    bullseye = recorded("cpu-noavx2")  # Debian 11: its twin ships Python 3.9
+    tf111 = 'name = "x"\npackages = ["tensorflow-gpu==1.11.0"]\n'
+    for toml in (tf111 + 'python = "3.9"\n',
+                 tf111 + 'python = { version = "3.9", source = "standalone" }\n'):
+        with pytest.raises(CompatError) as err:
+            provide(parse_spec(toml), bullseye)
+        assert err.value.message == ("`tensorflow-gpu==1.11.0` runs on Python 3.6, not 3.9 "
+                                     "(asked for in env.toml or --python; compat data: "
+                                     "tested-builds).")
+        assert 'Set python = "3.6" in env.toml' in err.value.hint
+    # no version asked: the twin's release decides it, and no twin is built for it
+    with pytest.raises(CompatError) as err:
+        provide(parse_spec(tf111 + 'python = { source = "twin" }\n'), bullseye)
+    assert "runs on Python 3.6, not 3.9 (the twin of Debian 11 (bullseye) ships it" in \
+        err.value.message
+    assert builder["twins"] == [] and fetched == []
+    # a Python it runs on goes on to the providers
+    with pytest.raises(StageError, match=r"no interpreter source can give Python 3\.6"):
+        provide(parse_spec(tf111 + 'python = "3.6"\n'), bullseye)
+    assert fetched == ["3.6"]
+
+
+# ---------------------------------------------------------------- ways out that can work
+
+def test_python_3_6_for_debian_11_names_only_ways_that_can_work(
+        builder: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Debian 11 ships 3.9, the builder's Pythons need a newer glibc, python-build-standalone
+    has no 3.6: the way out is an archive built for glibc <= 2.31 or a rootfs of a release
+    that ships 3.6 with such a glibc (Ubuntu 18.04/18.10), never the target's own release."""
+    monkeypatch.setattr(providers, "uv_downloadable", lambda minor: minor != "3.6")
+    bullseye = recorded("cpu-noavx2")
+    tf111 = parse_spec('name = "x"\npython = "3.6"\npackages = ["tensorflow-gpu==1.11.0"]\n')
+    with pytest.raises(StageError) as err:
+        provide(tf111, bullseye)  # the framework runs on 3.6 only
+    for part in ("host: Python 3.11.7 needs GLIBC_2.36", "standalone: python-build-standalone "
+                 "has no 3.6 build", "twin: Debian 11 (bullseye) ships Python 3.9, not 3.6"):
+        assert part in err.value.message
+    hint = err.value.hint
+    assert hint.startswith("Give --python-archive FILE (an install_only archive of Python 3.6")
+    assert "built for glibc <= 2.31)" in hint
+    assert ("--twin-root DIR (a rootfs of Ubuntu 18.04 (bionic) or Ubuntu 18.10 (cosmic), which "
+            "ship Python 3.6 with glibc 2.27 or 2.28, not newer than the target's 2.31") in hint
+    assert "debootstrap --include=python3,python3-distutils bionic DIR" in hint
+    for dead_end in ("target's release", "Debian 11", "another version", "python = \"3.9\"",
+                     "build:", "--python host"):
+        assert dead_end not in hint, dead_end
+    # every release the hint names does ship 3.6 with a glibc the target has
+    named = [r for r in twin.releases() if r.describe() in hint]
+    assert named and all(r.python == "3.6" and r.glibc <= "2.31" for r in named)
+    # without a framework, the target's own 3.9 works too, and so it is named
+    with pytest.raises(StageError) as err:
+        providers.choose_python(PythonSpec(version="3.6"), bullseye)
+    assert 'or python = "3.9" in env.toml (the target\'s own /usr/bin/python3.9, --python ' \
+        "target)" in err.value.hint
+    # an explicit source that cannot serve names the same ways
+    with pytest.raises(StageError) as err:
+        providers.choose_python(PythonSpec(version="3.6", source="twin"), bullseye, ("3.6",))
+    assert "Ubuntu 18.04 (bionic)" in err.value.hint and "3.9" not in err.value.hint
+
+
+def test_auto_with_no_version_passes_over_pythons_the_framework_rejects_before_fetching(
+        builder: dict[str, Any], fetched: list[str]) -> None:
+    tf111 = parse_spec('name = "x"\npackages = ["tensorflow-gpu==1.11.0"]\n')
+    with pytest.raises(StageError) as err:
+        provide(tf111, recorded("cpu-noavx2"))
+    text = err.value.message
+    assert text.startswith("no interpreter source can give Python 3.6 for Debian")
+    for part in ("standalone: it gives Python 3.11; the framework runs on 3.6",
+                 "target: it gives Python 3.9.2; the framework runs on 3.6",
+                 "twin: it gives Python 3.9; the framework runs on 3.6"):
+        assert part in text
+    assert fetched == [] and builder["twins"] == []
+    assert "Ubuntu 18.04 (bionic)" in err.value.hint
+    bionic = target("ubuntu", "18.04", "2.27",
+                    [{"path": "/usr/bin/python3.6", "version": "3.6.9"}])
+    choice = provide(tf111, bionic).python
+    assert choice.source == "target" and choice.version == "3.6.9" and fetched == []

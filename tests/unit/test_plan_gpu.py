@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from gapship import plan as planner
 from gapship.compat import load
-from gapship.errors import CompatError
+from gapship.errors import CompatError, ResolveError
+from gapship.plan import LockedFile, Resolution
 from gapship.plan.gpu import GpuChoice, decide
 from gapship.probe import TargetInfo, parse_target
 from gapship.spec import parse_spec
@@ -199,3 +201,60 @@ def test_advice_for_a_local_toolkit_fits_that_toolkit(machine: str, driver: str 
         assert suggestion in message, message
     assert 'give the CUDA 9.0 toolkit that tensorflow-gpu 1.11 is built for: cuda = { path = ' \
            '"/usr/local/cuda-9.0" }' in message, message
+
+
+# A framework's GPU build named in `packages` is the framework: the same plan as `framework`.
+IN_PACKAGES = [
+    ("ubuntu1604-k80", "tensorflow-gpu==1.11.0", 'python = "3.6"', PY36),
+    ("ubuntu2204-h100", "torch", "", PY311),
+    ("ubuntu2204-h100", "tensorflow[and-cuda]", "", PY311),
+    ("ubuntu2204-h100", "jax[cuda12]", "", PY311),
+]
+
+
+@pytest.mark.parametrize(("machine", "requirement", "extra", "python"), IN_PACKAGES)
+def test_a_framework_named_in_packages_is_planned_as_the_framework(
+        machine: str, requirement: str, extra: str, python: str) -> None:
+    as_framework = plan_gpu(target(machine), f'framework = "{requirement}"\n{extra}', python)
+    spec = parse_spec(f'name = "x"\npackages = ["{requirement}", "numpy"]\n{extra}')
+    assert spec.framework == requirement and spec.packages == ("numpy",)
+    in_packages = decide(spec, target(machine), python, load())
+    assert in_packages.candidate == as_framework.candidate
+    assert in_packages.gpu == as_framework.gpu
+    assert in_packages.requirements == as_framework.requirements
+    assert in_packages.warnings == as_framework.warnings
+    assert [(d.what, d.value) for d in in_packages.decisions] == \
+        [(d.what, d.value) for d in as_framework.decisions]
+    assert decision(in_packages, "framework") == decision(as_framework, "framework")
+    why = next(d.why for d in in_packages.decisions if d.what == "framework")
+    assert why.startswith(f"named in packages (`{requirement}`)")
+
+
+def test_tensorflow_gpu_1_11_in_packages_plans_cuda_9_and_cudnn_7_from_a_local_toolkit() -> None:
+    spec = parse_spec('name = "x"\npython = "3.6"\npackages = ["tensorflow-gpu==1.11.0"]\n')
+    choice = decide(spec, target("ubuntu1604-k80"), PY36, load())
+    assert (choice.gpu.cuda, choice.gpu.cudnn, choice.gpu.cuda_source) == ("9.0", "7", "toolkit")
+    assert decision(choice, "framework") == "tensorflow-gpu 1.11"
+    assert any('cuda = { path = "/usr/local/cuda-9.0" }' in w for w in choice.warnings)
+
+
+def test_nvidia_wheels_in_packages_that_the_driver_cannot_run_are_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """nvidia-cuda-runtime resolves to CUDA 13.5, a minor the data lacks: its major's
+    minor-version-compatibility minimum (580.65.06) applies, and driver 550 is refused."""
+    def resolved(version: str) -> Resolution:
+        return Resolution(tuple(LockedFile(name=n, version=version, filename=f"{n}.whl",
+                                           url=f"https://x/{n}.whl", sha256="0" * 64, size=1)
+                                for n in ("nvidia-cuda-runtime", "nvidia-cuda-nvcc")),
+                          "x86_64-manylinux_2_35", ())
+
+    spec = parse_spec('name = "x"\npackages = ["nvidia-cuda-runtime", "nvidia-cuda-nvcc"]\n')
+    monkeypatch.setattr(planner, "resolve", lambda *args, **kwargs: resolved("13.5.20"))
+    with pytest.raises(ResolveError) as info:
+        planner.plan(spec, target("ubuntu2204-h100"), PY311, "host")
+    assert info.value.message == ("the resolved wheels carry CUDA 13.5, which needs driver >= "
+                                  "580.65.06; the target's driver is 550.54.15.")
+    assert "ask for nvidia-cuda-runtime-cu12, nvidia-cuda-nvcc-cu12 instead" in info.value.hint
+    monkeypatch.setattr(planner, "resolve", lambda *args, **kwargs: resolved("12.9.79"))
+    lock = planner.plan(spec, target("ubuntu2204-h100"), PY311, "host")
+    assert lock.gpu is not None and lock.gpu.min_driver == "525.60.13"

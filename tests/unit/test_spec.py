@@ -89,3 +89,28 @@ def test_an_unknown_framework_names_the_known_families() -> None:
     with pytest.raises(SpecError) as info:
         parse_spec('name = "t"\nframework = "mxnet"')
     assert "give torch, tensorflow, jax or none" in info.value.message
+
+
+def test_a_gpu_build_in_packages_becomes_the_framework_and_cpu_builds_stay_packages() -> None:
+    spec = parse_spec('name = "t"\npackages = ["numpy", "tensorflow-gpu==1.11.0"]')
+    assert spec.framework == "tensorflow-gpu==1.11.0" and spec.framework_in_packages
+    assert spec.packages == ("numpy",) and spec.framework_family == "tensorflow"
+    for cpu in ("tensorflow-cpu", "jax", "tensorflow==1.11.0", "jax[cpu]"):
+        plain = parse_spec(f'name = "t"\npackages = ["{cpu}"]')
+        assert plain.framework is None and plain.packages == (cpu,)
+
+
+def test_the_framework_key_wins_over_packages() -> None:
+    spec = parse_spec('name = "t"\nframework = "jax[cuda12]"\npackages = ["torch"]')
+    assert spec.framework == "jax[cuda12]" and spec.packages == ("torch",)
+    assert not spec.framework_in_packages
+    plain = parse_spec('name = "t"\nframework = "none"\npackages = ["torch"]')
+    assert plain.framework is None and plain.packages == ("torch",)
+
+
+def test_two_frameworks_in_packages_are_refused_in_one_line() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec('name = "t"\npackages = ["torch", "jax[cuda12]"]')
+    assert "key `packages` names the GPU builds of 2 frameworks (torch, jax[cuda12])" in \
+        info.value.message
+    assert "set `framework`" in info.value.message and "\n" not in info.value.message

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ def report(lock: Lock) -> dict[str, Any]:
     files = sorted(lock.files, key=lambda f: -f.size)
     return {
         "name": lock.name, "python": lock.python_version, "python_source": lock.python_source,
+        "interpreter": asdict(lock.interpreter) if lock.interpreter else None,
         "platform": lock.platform_tag,
         "decisions": [{"what": d.what, "value": d.value, "why": d.why, "fact": d.fact}
                       for d in lock.decisions],
@@ -89,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_report(data)
         if args.output:
-            ui.out.print(f"wrote {args.output}: `gapship pack {args.output} --target "
-                         f"{args.target}` ships exactly these files")
+            # the lock records where the interpreter is: the command needs no --python option
+            command = shlex.join(["gapship", "pack", str(args.output), "--target", args.target])
+            ui.out.print(f"wrote {args.output}: `{command}` ships exactly these files",
+                         markup=False)
     return 0

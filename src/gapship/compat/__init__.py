@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -162,6 +163,15 @@ class Framework:
     family: str
     requirements: tuple[str, ...]
     installed_as: tuple[str, ...]
+    gpu_names: tuple[str, ...] = ()
+    gpu_extras: tuple[str, ...] = ()
+
+    def asks_for_gpu(self, requirement: Requirement) -> bool:
+        """Whether this requirement (in env.toml's `packages`) asks for the GPU build:
+        torch, tensorflow-gpu==1.11.0, tensorflow[and-cuda], jax[cuda12]."""
+        extras = {canonicalize_name(e) for e in requirement.extras}
+        return (canonicalize_name(requirement.name) in self.gpu_names
+                or not extras.isdisjoint(self.gpu_extras))
 
 
 @dataclass(frozen=True)
@@ -189,10 +199,28 @@ class CompatData:
         key = canonicalize_name(name)
         return next((f for f in self.frameworks if key in f.requirements), None)
 
+    def gpu_framework(self, requirement: Requirement) -> Framework | None:
+        """The framework whose GPU build a requirement in `packages` asks for, or None
+        (not a framework, or a CPU build: tensorflow-cpu, plain jax)."""
+        framework = self.framework_named(requirement.name)
+        return framework if framework and framework.asks_for_gpu(requirement) else None
+
     def toolkit(self, cuda: str) -> CudaToolkit | None:
         """The row of this CUDA version (major.minor), or None when the data lacks it."""
         key = versions.release(cuda)[:2]
         return next((t for t in self.toolkits if versions.release(t.cuda)[:2] == key), None)
+
+    def min_driver_for(self, cuda: str) -> tuple[int, ...] | None:
+        """The lowest driver that runs programs of CUDA ``cuda`` (major.minor): its row's, or
+        for a minor the data lacks (13.5), its major's minor-version-compatibility minimum;
+        None when the data knows neither."""
+        row = self.toolkit(cuda)
+        if row is not None:
+            return row.min_driver
+        major = versions.release(cuda)[0]
+        floors = [t.minor_compat_min for t in self.toolkits
+                  if versions.release(t.cuda)[0] == major and t.minor_compat_min]
+        return max(floors) if floors else None
 
     def max_cuda_for_driver(self, driver: tuple[int, ...]) -> CudaToolkit | None:
         """The newest toolkit whose programs this driver runs (minor compatibility included)."""
@@ -422,8 +450,14 @@ def _frameworks(r: _Reader) -> tuple[Framework, ...]:
             r.fail(where, "names must be PyPI names in lower case with '-'")
         if row["requirements"][:1] != [row["family"]]:
             r.fail(where, "the first of `requirements` must be the family")
+        gpu_names, gpu_extras = row.get("gpu_names", []), row.get("gpu_extras", [])
+        if not set(gpu_names) <= set(row["requirements"]):
+            r.fail(where, "`gpu_names` must be among `requirements`")
+        if any(not isinstance(e, str) or e != canonicalize_name(e) for e in gpu_extras):
+            r.fail(where, "`gpu_extras` must be extras in lower case with '-'")
         out.append(Framework(family=row["family"], requirements=tuple(row["requirements"]),
-                             installed_as=tuple(row["installed_as"])))
+                             installed_as=tuple(row["installed_as"]),
+                             gpu_names=tuple(gpu_names), gpu_extras=tuple(gpu_extras)))
     r.unique([n for f in out for n in f.requirements], "requirements")
     r.unique([n for f in out for n in f.installed_as], "installed_as")
     return tuple(out)
@@ -471,6 +505,11 @@ def load() -> CompatData:
     for row in gpu_r.doc["gpus"]:
         cc = gpu_r.version(row["compute_capability"], f"gpu {row.get('match')}")
         gpu_models.append(GpuModel(match=row["match"], compute_capability=(cc[0], cc[1])))
+    frameworks = _frameworks(frameworks_r)
+    jax_gpu = next((f.gpu_extras for f in frameworks if f.family == "jax"), ())
+    if set(jax_gpu) != set(jax_extras):
+        frameworks_r.fail("framework jax", f"`gpu_extras` {sorted(jax_gpu)} are not the extras "
+                          f"of jax.json ({sorted(jax_extras)})")
     sources = {}
     for reader in (torch_r, tf_r, jax_r, cuda_r, cpu_r, plat_r, gpu_r, frameworks_r):
         sources.update(reader.sources)
@@ -482,5 +521,4 @@ def load() -> CompatData:
         arch_ceilings=ceilings,
         cpu_needs=_cpu(cpu_r), os_glibc=os_glibc, legacy_manylinux=legacy_manylinux,
         gpu_models=tuple(gpu_models),
-        torch_index=torch_r.doc["index_url"], sources=sources,
-        frameworks=_frameworks(frameworks_r))
+        torch_index=torch_r.doc["index_url"], sources=sources, frameworks=frameworks)

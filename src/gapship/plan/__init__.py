@@ -24,16 +24,19 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from gapship import versions
 from gapship.compat import CompatData
 from gapship.compat import load as load_compat
-from gapship.errors import ResolveError
+from gapship.errors import CompatError, ResolveError
 from gapship.node import layout
-from gapship.plan.gpu import GpuChoice, node_driver
+from gapship.plan.gpu import GpuChoice, node_driver, python_fits
 from gapship.plan.gpu import decide as gpu_decide
 from gapship.plan.types import Decision, GpuPlan, Lock, LockedFile
 from gapship.probe import TargetInfo
+from gapship.providers import PythonLocator
+from gapship.providers.twin import release_for as twin_release_for
 from gapship.spec import Spec
 from gapship.uv import uv_bin, uv_env, uv_error
 
-__all__ = ["Decision", "GpuPlan", "Lock", "LockedFile", "cpu_needs_json", "plan", "resolve"]
+__all__ = ["Decision", "GpuPlan", "Lock", "LockedFile", "cpu_needs_json", "framework_pythons",
+           "plan", "refuse_python_first", "resolve"]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -255,19 +258,51 @@ def _excluded(files: tuple[LockedFile, ...], patterns: tuple[str, ...]
     return tuple(keep), dropped
 
 
+def framework_pythons(spec: Spec) -> tuple[str, ...] | None:
+    """The Python versions ("3.X") that some build of the spec's framework runs on; None
+    when any will do (no framework, or none of its builds known)."""
+    known = python_fits(spec, load_compat())
+    return known[0] if known else None
+
+
+def refuse_python_first(spec: Spec, target: TargetInfo) -> None:
+    """Refuse a Python version that no build of the framework supports, before any
+    interpreter is fetched or twin built: the version env.toml (or --python standalone:3.X)
+    asks for, or else the one a --python twin of the target's release would ship."""
+    want = spec.python_spec
+    minor, why = spec.python, "asked for in env.toml or --python"
+    if minor is None and want.source == "twin" and not want.twin_root:
+        release = twin_release_for(target)
+        if release is not None:
+            minor, why = release.python, f"the twin of {release.describe()} ships it"
+    known = python_fits(spec, load_compat())
+    if minor is None or known is None or minor in known[0]:
+        return
+    fits, source = known
+    runs = ("no Python that gapship supports" if not fits else f"Python {fits[0]}"
+            + (f" to {fits[-1]}" if len(fits) > 1 else ""))
+    raise CompatError(f"`{spec.framework}` runs on {runs}, not {minor} ({why}; compat data: "
+                      f"{source}).",
+                      f"Set python = \"{fits[-1]}\" in env.toml, with a source that has it "
+                      "(--python-archive FILE, --twin-root DIR)." if fits else
+                      "Choose another version of the framework.")
+
+
 # How many framework builds the plan tries when the index serves another CUDA than expected.
 _ATTEMPTS = 3
 
 
 def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str,
          extra_requirements: tuple[str, ...] = (),
-         local_toolkit: tuple[str, str | None] | None = None) -> Lock:
+         local_toolkit: tuple[str, str | None] | None = None,
+         interpreter: PythonLocator | None = None) -> Lock:
     """Decide (GPU stack, CPU limits), resolve the exact files, confirm the GPU stack against
     the wheels that resolved, and lock.
 
     A build whose wheels carry another CUDA than the compat data says is rejected and the
     next one decided, a few times at most. ``local_toolkit`` is the (CUDA, cuDNN) version
-    of env.toml's cuda.path, when given.
+    of env.toml's cuda.path, when given; ``interpreter`` where the providers found the
+    interpreter, recorded in the lock for `gapship pack LOCK`.
     """
     compat = load_compat()
     constraints, cpu_decisions = cpu_constraints(target, compat)
@@ -298,7 +333,8 @@ def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str
         return Lock(name=spec.name, env_version=spec.version, python_version=python_version,
                     python_source=python_source, platform_tag=resolution.platform,
                     requirements=requirements, files=files, decisions=tuple(decisions),
-                    gpu=gpu, warnings=tuple(warnings), indexes=indexes)
+                    gpu=gpu, warnings=tuple(warnings), indexes=indexes,
+                    interpreter=interpreter)
     raise ResolveError(f"no build of {spec.framework} resolves to one that runs here.",
                        "Pin a framework version and CUDA in env.toml.")
 
@@ -365,6 +401,21 @@ def _resolution_warnings(spec: Spec, resolution: Resolution, dropped: list[str],
     return warnings
 
 
+def _older_cuda_hint(gpu: GpuPlan, spec: Spec, driver: tuple[int, ...], compat: CompatData
+                     ) -> str:
+    """The way to CUDA wheels this driver runs: an older framework, or (NVIDIA's wheels named
+    in packages) the same wheels of the newest CUDA major the driver runs."""
+    best = compat.max_cuda_for_driver(driver)
+    if gpu.framework is not None or best is None:
+        return "Pin an older framework or CUDA (cuda = \"11.8\") in env.toml."
+    major = versions.release(best.cuda)[0]
+    asked = [canonicalize_name(r.name) for r in spec.requirements]
+    names = [n for n in asked if n.startswith("nvidia-") and not re.search(r"-cu\d+$", n)]
+    older = [f"{n}-cu{major}" if major < 13 else n for n in names]
+    return (f"Driver {versions.driver_text(driver)} runs CUDA {best.cuda} at most: in packages, "
+            f"ask for {', '.join(older) or 'the older CUDA wheels'} instead.")
+
+
 def _gpu_from_wheels(gpu: GpuPlan | None, files: tuple[LockedFile, ...], python_version: str,
                      spec: Spec, compat: CompatData, target: TargetInfo
                      ) -> tuple[GpuPlan | None, list[Decision]]:
@@ -374,19 +425,19 @@ def _gpu_from_wheels(gpu: GpuPlan | None, files: tuple[LockedFile, ...], python_
     if cuda is None and (gpu is None or gpu.cuda_source != "wheels"):
         return gpu, decisions
     if gpu is None:
-        row = compat.toolkit(cuda) if cuda else None
+        needs = compat.min_driver_for(cuda) if cuda else None
         gpu = GpuPlan(framework=None, framework_version=None, cuda=cuda, cudnn=cudnn,
                       cuda_source="wheels",
-                      min_driver=versions.driver_text(row.min_driver) if row else None,
+                      min_driver=versions.driver_text(needs) if needs else None,
                       nvcc=spec.cuda.nvcc)
         decisions.append(Decision("CUDA", f"{cuda} (PyPI wheels)",
                                   "the NVIDIA runtime wheel in the packages", "resolution"))
     elif cuda and gpu.cuda and cuda != versions.minor(gpu.cuda):
         decisions.append(Decision("CUDA", cuda, f"the resolved nvidia-cuda-runtime wheel (the "
                                   f"compat data expected {gpu.cuda})", "resolution"))
-        row = compat.toolkit(cuda)
-        gpu = replace(gpu, cuda=cuda, min_driver=versions.driver_text(row.min_driver)
-                      if row else gpu.min_driver)
+        needs = compat.min_driver_for(cuda)
+        gpu = replace(gpu, cuda=cuda, min_driver=versions.driver_text(needs)
+                      if needs else gpu.min_driver)
     if cudnn and gpu.cudnn != cudnn:
         gpu = replace(gpu, cudnn=cudnn)
     named = compat.framework_named(gpu.framework) if gpu.framework else None
@@ -405,5 +456,5 @@ def _gpu_from_wheels(gpu: GpuPlan | None, files: tuple[LockedFile, ...], python_
         raise ResolveError(f"the resolved wheels carry CUDA {gpu.cuda}, which needs driver >= "
                            f"{gpu.min_driver}; the target's driver is "
                            f"{versions.driver_text(driver)}.",
-                           "Pin an older framework or CUDA (cuda = \"11.8\") in env.toml.")
+                           _older_cuda_hint(gpu, spec, driver, compat))
     return gpu, decisions

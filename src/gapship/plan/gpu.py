@@ -313,7 +313,7 @@ def decide(spec: Spec, target: TargetInfo, python_version: str, compat: CompatDa
     if not chosen.fact.verified:
         warnings.append(f"gapship's facts about {chosen.label} are marked unverified (source: "
                         f"{chosen.fact.source}); the doctor checks them on the node")
-    decisions += _explain(chosen, node, python_version, compat)
+    decisions += _explain(chosen, node, python_version, compat, spec)
     gpu = GpuPlan(
         framework=chosen.family, framework_version=chosen.release, cuda=chosen.cuda,
         cudnn=chosen.cudnn, cuda_source="toolkit" if chosen.local_toolkit else "wheels",
@@ -344,12 +344,13 @@ def _min_driver(c: Candidate, compat: CompatData) -> str | None:
     return driver_text(row.min_driver) if row else None
 
 
-def _explain(c: Candidate, node: NodeFacts, python_version: str, compat: CompatData
-             ) -> list[Decision]:
+def _explain(c: Candidate, node: NodeFacts, python_version: str, compat: CompatData,
+             spec: Spec) -> list[Decision]:
     source = f"compat data: {c.fact.source}"
+    named = (f"named in packages (`{spec.framework}`): " if spec.framework_in_packages else "")
     out = [Decision("framework", f"{c.package} {c.release}" + (f" [{c.extra}]" if c.extra else ""),
-                    f"the newest build that env.toml's `{c.package}` allows and that runs here "
-                    f"(Python {python_version})", source)]
+                    f"{named}the newest build that env.toml's `{c.package}` allows and that runs "
+                    f"here (Python {python_version})", source)]
     if c.cuda:
         where = ("a local toolkit" if c.local_toolkit else
                  f"{'PyPI' if c.index is None else c.index} wheels")
@@ -373,6 +374,25 @@ def _explain(c: Candidate, node: NodeFacts, python_version: str, compat: CompatD
 
 
 _PYTHONS = tuple(f"3.{n}" for n in range(14, 5, -1))
+
+
+def _runs_on(python: SpecifierSet, minor: str) -> bool:
+    """Whether some 3.X.N of this minor version is within a build's Python range."""
+    return any(f"{minor}.{n}" in python for n in range(0, 30))
+
+
+def python_fits(spec: Spec, compat: CompatData) -> tuple[tuple[str, ...], str] | None:
+    """The Python versions ("3.X", oldest first) that some build of the spec's framework runs
+    on, and the source of that fact; None when there is no framework or no known build.
+    Pure: asked before an interpreter is fetched or a twin built."""
+    if spec.framework_family is None:
+        return None
+    builds = candidates(spec, compat)
+    if not builds:
+        return None  # decide() names the releases there are
+    fits = sorted((py for py in _PYTHONS if any(_runs_on(c.python, py) for c in builds)),
+                  key=release)
+    return tuple(fits), builds[0].fact.source
 
 
 def _with_other_python(builds: list[Candidate], node: NodeFacts, compat: CompatData,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from gapship import versions
 from gapship.errors import SpecError
 from gapship.node import layout
+from gapship.providers import PythonLocator
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,12 @@ class GpuPlan:
 
 @dataclass(frozen=True)
 class Lock:
-    """What was planned is exactly what ships: every file, the interpreter, the platform."""
+    """What was planned is exactly what ships: every file, the interpreter, the platform.
+
+    ``interpreter`` says where the interpreter was found (a rootfs, an archive and its sha256,
+    a path), so that `gapship pack LOCK` takes the same one; None in locks written before it
+    was recorded (the --python options then say where).
+    """
 
     name: str
     env_version: str
@@ -82,6 +88,7 @@ class Lock:
     gpu: GpuPlan | None = None
     warnings: tuple[str, ...] = ()
     indexes: tuple[str, ...] = ()
+    interpreter: PythonLocator | None = None
     lock_version: int = layout.LOCK_VERSION
 
     @property
@@ -99,6 +106,11 @@ class Lock:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def shipped(self) -> Lock:
+        """The lock as the environment keeps it (layout.LOCK): no path of the builder."""
+        return replace(self, interpreter=self.interpreter.without_paths()
+                       if self.interpreter else None)
 
     @classmethod
     def from_json(cls, text: str, source: str = "gapship.lock") -> Lock:
@@ -119,6 +131,8 @@ class Lock:
                 gpu=_gpu_from_json(data.get("gpu")),
                 warnings=tuple(data.get("warnings", ())),
                 indexes=tuple(data.get("indexes", ())),
+                interpreter=PythonLocator(**data["interpreter"]) if data.get("interpreter")
+                else None,
             )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise SpecError(f"{source}: not a gapship lock ({exc}).",

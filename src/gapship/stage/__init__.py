@@ -136,7 +136,7 @@ def stage_environment(lock: Lock, interpreter: Interpreter, fetched: list[Path],
     dists = manifest.distributions(site)
     (tree / layout.NAME).write_text(lock.name + "\n", encoding="utf-8")
     (tree / layout.VERSION).write_text(lock.env_version + "\n", encoding="utf-8")
-    write_json(tree / layout.LOCK, json.loads(lock.to_json()))
+    write_json(tree / layout.LOCK, json.loads(lock.shipped().to_json()))
     write_json(tree / layout.CPU_NEEDS, cpu_needs_json(lock))
     write_json(tree / layout.TARGET, target.to_json())
     write_json(tree / layout.ENVIRONMENT, {
