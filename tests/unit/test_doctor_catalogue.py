@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from gapship.node.catalogue import CATALOGUE, Catalogue, CatalogueError, catalogue, cuda_context
+from gapship.node.catalogue import (
+    CATALOGUE,
+    Catalogue,
+    CatalogueError,
+    catalogue,
+    cuda_context,
+    explain,
+)
 
 # tensorflow-gpu 1.11 on a local CUDA 9.0 toolkit (gpu.json: cuda 9.0, cuda_source toolkit)
 TF111_TOOLKIT = dict({"package": "tensorflow-gpu 1.11.0", "cuda": "9.0", "cuda_source": "toolkit"},
@@ -195,6 +202,15 @@ RECORDED: list[tuple[str, dict[str, Any], str, list[str]]] = [
      " sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_90.", ["(sm_120)", "cu128"]),
     ("no-kernel-image", {}, "GPU 0 is sm_37 but the build has code only for sm_50 sm_60",
      ["(sm_37)"]),
+    # issue 12: the fake CUDA 9.0 toolkit's cuDNN, as tensorflow-gpu 1.11 meets it
+    ("cuda-symbol-missing-toolkit", dict(
+        {"package": "tensorflow-gpu 1.11.0", "cuda": "9.0", "cuda_source": "toolkit"},
+        **cuda_context("libcudnn.so.7", "9.0")),
+     "ImportError: /home/user/envs/tf11/lib/python3.6/site-packages/tensorflow/python/../"
+     "libtensorflow_framework.so: undefined symbol: cudnnGetRNNLinLayerMatrixParams, version "
+     "libcudnn.so.7",
+     ["tensorflow-gpu 1.11.0 needs cudnnGetRNNLinLayerMatrixParams from libcudnn.so.7, which "
+      "belongs to the CUDA 9.0 stack", "local cuDNN", "cuda = { path = \"/usr/local/cuda-9.0\" }"]),
     ("undefined-symbol", {"package": "torchvision 0.20.0"},
      "ImportError: /home/u/envs/t/lib/python3.11/site-packages/torchvision/_C.so: undefined "
      "symbol: _ZN3c1017RegisterOperatorsD1Ev", ["torchvision 0.20.0", "_ZN3c1017Register"]),
@@ -292,3 +308,20 @@ def test_the_judging_tables_are_checked_on_load(tmp_path: Path) -> None:
         {"id": "x", "uses": "y", "under": ["/a/"], "libs": []}]}))
     with pytest.raises(CatalogueError, match="libs"):
         Catalogue.load(str(path))
+
+
+def test_a_symbol_a_toolkit_library_lacks_is_judged_against_the_toolkit() -> None:
+    """Issue 12: ld.so names the library of a versioned symbol; for a CUDA library of a
+    local-toolkit stack the remedy is that toolkit, not "pin the two packages"."""
+    text = ("ImportError: /e/lib/python3.6/site-packages/tensorflow/libtensorflow_framework.so: "
+            "undefined symbol: cublasCreate_v2, version libcublas.so.9.0")
+    stack = {"package": "tensorflow-gpu 1.11.0", "cuda": "9.0", "cuda_source": "toolkit"}
+    detail, remedy, diagnosis = explain(text, stack, "fallback")
+    assert diagnosis == "cuda-symbol-missing-toolkit"
+    assert detail.endswith("undefined symbol: cublasCreate_v2, version libcublas.so.9.0")
+    assert "cublasCreate_v2 from libcublas.so.9.0" in remedy and "-cu12" not in remedy
+    assert 'cuda = { path = "/usr/local/cuda-9.0" }' in remedy
+    # a library outside the CUDA stack keeps the general advice, its symbol without the comma
+    _, remedy, diagnosis = explain("undefined symbol: _ZN3fooEv, version libfoo.so.1", stack,
+                                   "fallback")
+    assert diagnosis == "undefined-symbol" and "(the symbol _ZN3fooEv is missing)" in remedy

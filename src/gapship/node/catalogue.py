@@ -200,6 +200,9 @@ def catalogue():
 
 
 MISSING_LIBRARY = re.compile(r"([^\s:'\"/]+\.so[^\s:'\"]*): cannot open shared object file")
+# ld.so names the library a versioned reference was bound to: "undefined symbol: cudnnGetRNN...,
+# version libcudnn.so.7" (the version node of a CUDA library is its soname)
+SYMBOL_LIBRARY = re.compile(r"undefined symbol: [^\s,]+, version (lib[^\s,:'\"/]+\.so[0-9.]*)")
 _SONAME = re.compile(r"^(?P<stem>lib.+?)\.so(?:\.(?P<version>[0-9][0-9.]*))?$")
 
 
@@ -258,11 +261,17 @@ def missing_library(text):
     return found.group(1) if found else None
 
 
+def symbol_library(text):
+    """The library an undefined, versioned symbol was to come from (libcudnn.so.7), or None."""
+    found = SYMBOL_LIBRARY.search(text)
+    return found.group(1) if found else None
+
+
 def explain(text, context, fallback):
     """(detail, remedy, diagnosis id) for an error ``text``; ``fallback`` is the remedy when
-    no entry matches. A CUDA library that cannot be opened is judged against the
-    environment's CUDA stack (``cuda``, ``cuda_source`` in ``context``)."""
-    library = missing_library(text)
+    no entry matches. A CUDA library that cannot be opened, or that lacks a symbol, is judged
+    against the environment's CUDA stack (``cuda``, ``cuda_source`` in ``context``)."""
+    library = missing_library(text) or symbol_library(text)
     if library:
         context = dict(cuda_context(library, context.get("cuda")), **context)
     found = catalogue().diagnose(text, context)
