@@ -112,6 +112,12 @@ def test_a_failed_tensorflow_import_names_the_error_not_the_banner(
     ("numpy.core._exceptions._UFuncNoLoopError: no loop\n", "numpy.core._exceptions."
      "_UFuncNoLoopError: no loop"),
     ("", "no message"),
+    # numpy 2's ImportError: an empty first line, a page of advice, the loader's words inside
+    ("Traceback (most recent call last):\nImportError: \n\nIMPORTANT: PLEASE READ THIS FOR "
+     "ADVICE ON HOW TO SOLVE THIS ISSUE!\n\nOriginal error was: libgfortran-040039e1.so.5.0.0:"
+     " cannot open shared object file: No such file or directory\n\nNote: this error has many "
+     "possible causes\n", "Original error was: libgfortran-040039e1.so.5.0.0: cannot open "
+     "shared object file: No such file or directory"),
 ])
 def test_the_error_line_of_plain_texts(text: str, line: str) -> None:
     assert error_line(text) == line

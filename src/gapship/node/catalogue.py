@@ -241,16 +241,23 @@ _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Except
 
 
 def error_line(text):
-    """The line of an error text that says what went wrong: the last exception line whose
-    message is not a nested traceback, else the last non-empty line.
+    """The line of an error text that says what went wrong: the loader's line (a library that
+    cannot be opened, an undefined symbol), else the last exception line whose message is
+    neither empty nor a nested traceback, else the last non-empty line.
 
     TensorFlow 1.x re-raises a load failure as ``ImportError: Traceback ...`` and ends with a
     banner ("... above this error message when asking for help."): the cause is the inner
     ``ImportError: libcublas.so.9.0: cannot open shared object file ...`` line."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    # the loader's own words are the cause, however a package wraps them (numpy's ImportError
+    # is a page of advice with "Original error was: libX.so: cannot open ..." inside)
+    for line in reversed(lines):
+        if "cannot open shared object file" in line or "undefined symbol:" in line:
+            return line
     for line in reversed(lines):
         found = _EXCEPTION_LINE.match(line)
-        if found and not (found.group("message") or "").startswith("Traceback"):
+        message = (found.group("message") or "") if found else ""
+        if found and message and not message.startswith("Traceback"):
             return line
     return lines[-1] if lines else "no message"
 
