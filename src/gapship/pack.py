@@ -1,8 +1,11 @@
-"""The pack pipeline, in the order the data walks: providers -> plan -> fetch -> stage -> bundle.
+"""The pack pipeline, in the order the data walks: providers -> plan -> fetch -> stage ->
+verify -> bundle.
 
 ``pack_spec`` starts from env.toml's Spec and runs every step; ``pack_lock`` starts from a
 lock that `gapship plan` wrote, so the plan is already made: the providers find the
-interpreter it was planned with, and the rest runs as for a spec.
+interpreter it was planned with, and the rest runs as for a spec. Either way the staged
+tree's own doctor runs in a replica of the target (``verify``) before the bundle is written,
+unless ``smoke=False``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gapship import providers, ui
+from gapship import providers, ui, verify
 from gapship.bundle import BundleInfo, write_bundle
 from gapship.cache import cache_dir
 from gapship.errors import CompatError
@@ -38,6 +41,9 @@ class PackResult:
     tree: StagedTree
     bundle: BundleInfo
     warnings: tuple[str, ...]
+    smoke: verify.SmokeRun
+    # what this pack proved about the bundle on the target, and how: one line each
+    proven: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -50,24 +56,24 @@ class Provided:
 
 
 def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, level: int = 6,
-              keep_tree: Path | None = None) -> PackResult:
+              keep_tree: Path | None = None, smoke: bool = True) -> PackResult:
     """Build ``out`` for ``target`` from env.toml's spec. Nothing is written at ``out``
-    unless every check passed."""
+    unless every check passed; ``smoke=False`` (--no-verify) skips the smoke run."""
     provided = provide(spec, target)
     lock = plan_spec(spec, target, provided)
     return _fetch_stage_bundle(lock, provided.python.interpreter, target, out, level=level,
-                               keep_tree=keep_tree)
+                               keep_tree=keep_tree, smoke=smoke)
 
 
 def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
               python_spec: PythonSpec | None = None, level: int = 6,
-              keep_tree: Path | None = None) -> PackResult:
+              keep_tree: Path | None = None, smoke: bool = True) -> PackResult:
     """Build ``out`` for ``target`` exactly from a lock that `gapship plan` wrote.
     ``python_spec`` (the CLI's --python options) names the archive or rootfs to take the
     lock's interpreter from."""
     interpreter = interpreter_for_lock(lock, python_spec or PythonSpec(), target)
     return _fetch_stage_bundle(lock, interpreter, target, out, level=level,
-                               keep_tree=keep_tree)
+                               keep_tree=keep_tree, smoke=smoke)
 
 
 # ---- providers
@@ -125,10 +131,10 @@ def _refuse_missing_toolkit(lock: Lock) -> None:
                           f"\"/usr/local/cuda-{gpu.cuda}\" }} and cudnn = {{ path = ... }}.")
 
 
-# ---- fetch -> stage -> bundle
+# ---- fetch -> stage -> verify -> bundle
 
 def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo, out: Path,
-                        *, level: int, keep_tree: Path | None) -> PackResult:
+                        *, level: int, keep_tree: Path | None, smoke: bool) -> PackResult:
     _refuse_missing_toolkit(lock)
     for warning in lock.warnings:
         ui.warn(warning)
@@ -138,6 +144,8 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
             f"({fetched.cache_hits} of {len(lock.files)} files from the cache)")
     with _workdir(lock.name) as workdir:
         tree = stage_environment(lock, interpreter, list(fetched.paths), target, workdir)
+        smoke_run = (verify.smoke_run(tree.path, lock.name, target, interpreter) if smoke
+                     else verify.skipped("--no-verify"))
         bundle = write_bundle(tree.path, out, name=lock.name, version=lock.env_version,
                               python=interpreter.version, installed_bytes=tree.total_bytes,
                               level=level)
@@ -145,7 +153,18 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
             shutil.rmtree(keep_tree, ignore_errors=True)
             shutil.move(str(tree.path), keep_tree)
     return PackResult(lock=lock, fetched=fetched, tree=tree, bundle=bundle,
-                      warnings=(*tree.warnings, *_space_warnings(tree, target)))
+                      warnings=(*tree.warnings, *_space_warnings(tree, target)),
+                      smoke=smoke_run, proven=(*_static_proofs(target), smoke_run.proven()))
+
+
+def _static_proofs(target: TargetInfo) -> list[str]:
+    """What stage checked of the tree against target.json, without running it."""
+    if not target.glibc:
+        return []
+    against = f"glibc {target.glibc}"
+    if target.glibcxx:
+        against += f" and libstdc++ (GLIBCXX_{target.glibcxx})"
+    return [f"the GLIBC_/GLIBCXX_ needs of every ELF file checked against the probe's {against}"]
 
 
 @contextmanager

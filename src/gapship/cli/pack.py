@@ -30,6 +30,9 @@ def register(sub: Any) -> None:
     p.add_argument("--level", type=int, default=6, choices=range(1, 10), metavar="1-9",
                    help="gzip level (default 6)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the smoke run (the environment's doctor in a replica of the "
+                   "target before the bundle is written); the static checks still run")
     add_python_arguments(p)
     p.set_defaults(run=run)
 
@@ -48,6 +51,8 @@ def report(result: PackResult) -> dict[str, Any]:
         "decisions": [{"what": d.what, "value": d.value, "why": d.why}
                       for d in result.lock.decisions],
         "warnings": list(result.warnings),
+        "smoke_run": result.smoke.to_json(),
+        "proven": list(result.proven),
     }
 
 
@@ -69,6 +74,9 @@ def print_report(data: dict[str, Any]) -> None:
         f"  next: gapship try {data['bundle']}   (install it offline here first)\n"
         f"        scp {data['bundle']} cluster:   then there: sh {Path(data['bundle']).name}"
         " --prefix ~/envs/NAME")
+    ui.out.print("\n[bold]proven[/] (before the bundle was written):")
+    for line in data["proven"]:
+        ui.out.print(f"  - {line}", markup=False)
 
 
 def load_spec_or_lock(path: Path) -> Spec | Lock:
@@ -88,13 +96,14 @@ def run(args: argparse.Namespace) -> int:
     out = args.output or Path(f"{spec_or_lock.name}.run")
     if isinstance(spec_or_lock, Lock):
         result = pack_lock(spec_or_lock, target, out, level=args.level,
-                           python_spec=python_spec(args, PythonSpec()))
+                           python_spec=python_spec(args, PythonSpec()),
+                           smoke=not args.no_verify)
     else:
         spec = spec_or_lock
         chosen = python_spec(args, spec.python_spec)
         if chosen is not None:
             spec = replace(spec, python_spec=chosen)
-        result = pack_spec(spec, target, out, level=args.level)
+        result = pack_spec(spec, target, out, level=args.level, smoke=not args.no_verify)
     data = report(result)
     if args.json:
         sys.stdout.write(json.dumps(data, indent=1) + "\n")
