@@ -70,6 +70,7 @@ INTEGRATION_MARKS: dict[str, tuple[str, ...]] = {
     "test_interpreters": ("replica", "network", "slow"),
     "test_plan_resolve": ("network",),
     "test_probe_replica": ("replica",),
+    "test_smoke_run": ("replica", "network", "slow"),
     "test_torch_gpu": ("replica", "network", "slow"),
 }
 

@@ -106,12 +106,19 @@ class SmokeRunFailed(CompatError):
         self.stand_in = stand_in
         names = ", ".join(f"{f.group} {f.name}" for f in failures[:5])
         more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
-        lines = "\n".join(f"  - {f.line()}" for f in failures)
+        # the CLI indents the hint's first line; the others carry their own indent
+        lines = "\n  ".join(f"- {f.line()}" for f in failures)
         super().__init__(
-            f"the smoke run refused {name}: {len(failures)} check(s) failed in "
+            f"the smoke run refused {name}: {len(failures)} "
+            f"check{'' if len(failures) == 1 else 's'} failed in "
             f"{stand_in.described} ({names}{more}); no bundle was written.",
-            f"{lines}\n  Fix these (env.toml, then pack again). --no-verify writes the bundle "
-            "without this run.")
+            f"{lines}\n  Fix these and pack again; --no-verify writes the bundle without this "
+            "run.")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"replica": self.stand_in.os, "described": self.stand_in.described,
+                "failures": [{"group": f.group, "name": f.name, "detail": f.detail,
+                              "remedy": f.remedy} for f in self.failures]}
 
 
 def skipped(why: str) -> SmokeRun:

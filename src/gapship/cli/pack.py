@@ -17,6 +17,7 @@ from gapship.pack import PackResult, pack_lock, pack_spec
 from gapship.plan import Lock
 from gapship.probe import resolve_target
 from gapship.spec import PythonSpec, Spec, load_spec
+from gapship.verify import SmokeRunFailed
 
 
 def register(sub: Any) -> None:
@@ -91,6 +92,22 @@ def load_spec_or_lock(path: Path) -> Spec | Lock:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        result = _pack(args)
+    except SmokeRunFailed as exc:
+        if args.json:  # the refusal as data too; the message still goes to stderr
+            sys.stdout.write(json.dumps({"bundle": None, "refused": exc.to_json()},
+                                        indent=1) + "\n")
+        raise
+    data = report(result)
+    if args.json:
+        sys.stdout.write(json.dumps(data, indent=1) + "\n")
+    else:
+        print_report(data)
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> PackResult:
     spec_or_lock = load_spec_or_lock(args.spec)
     target = resolve_target(args.target)
     out = args.output or Path(f"{spec_or_lock.name}.run")
@@ -104,9 +121,4 @@ def run(args: argparse.Namespace) -> int:
         if chosen is not None:
             spec = replace(spec, python_spec=chosen)
         result = pack_spec(spec, target, out, level=args.level, smoke=not args.no_verify)
-    data = report(result)
-    if args.json:
-        sys.stdout.write(json.dumps(data, indent=1) + "\n")
-    else:
-        print_report(data)
-    return 0
+    return result
