@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gapship import ui, versions
-from gapship.errors import CompatError
+from gapship.errors import CompatError, ToolMissing
 from gapship.node import layout
 from gapship.node.closure import running_glibc
 from gapship.probe import TargetInfo
@@ -146,12 +146,18 @@ def choose_stand_in(target: TargetInfo, interpreter: Interpreter,
         libc = target.libc or "unknown"
         return f"the target's C library is {libc}; no replica here has it"
     release = twin.release_for(target)
-    if release is not None and (rootfs_dir(release.codename) / "bin" / "sh").exists():
-        return StandIn(release.codename, rootfs_dir(release.codename),
-                       f"a {release.describe()} minbase replica")
-    if interpreter.sysroot != Path("/"):
-        return StandIn("twin", interpreter.sysroot,
-                       f"a {describe_rootfs(interpreter.sysroot)} replica (twin rootfs)")
+    minbase = rootfs_dir(release.codename) if release is not None else None
+    if minbase is not None and not (minbase / "bin" / "sh").exists():
+        minbase = None
+    ours = rootfs_dir(release.codename, "python") if release is not None else None
+    twin_root = interpreter.sysroot if interpreter.sysroot != Path("/") else None
+    # a rootfs the user gave comes first; then the minbase of the target's release, stricter
+    # than gapship's own twin rootfs (which carries python3 and the libraries it pulls in)
+    if twin_root is not None and (twin_root != ours or minbase is None):
+        return StandIn("twin", twin_root,
+                       f"a {describe_rootfs(twin_root)} replica (twin rootfs)")
+    if release is not None and minbase is not None:
+        return StandIn(release.codename, minbase, f"a {release.describe()} minbase replica")
     if builder is not None and target.glibc_version >= builder:
         return StandIn("host", Path("/"),
                        f"this machine's / (glibc {versions.dotted(builder)}, the builder's "
@@ -171,6 +177,16 @@ def read_report(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
         said = (proc.stderr or proc.stdout).strip().splitlines()
         raise _Unreadable(" / ".join(said[-3:]) or f"exit status {proc.returncode}")
     return report
+
+
+def _not_entered(proc: subprocess.CompletedProcess[str]) -> str:
+    """bwrap's own complaint when it could not set the replica up (no user namespaces ...),
+    which says nothing about the bundle; "" when it ran the doctor."""
+    said = proc.stderr.strip().splitlines()
+    if proc.returncode != 0 and not proc.stdout.strip() and said and \
+            said[0].startswith("bwrap:"):
+        return said[0]
+    return ""
 
 
 class _Unreadable(Exception):
@@ -226,11 +242,17 @@ def smoke_run(tree: Path, name: str, target: TargetInfo, interpreter: Interprete
             proc = subprocess.run(rep.command(argv, [(tree, prefix)]), capture_output=True,
                                   text=True, timeout=TIMEOUT, check=False,
                                   stdin=subprocess.DEVNULL)
+        except ToolMissing as exc:
+            return skipped(f"{exc.message.rstrip('.')} ({exc.hint.rstrip('.')}); the static "
+                           "checks ran")
         except subprocess.TimeoutExpired:
             raise SmokeRunFailed(name, stand_in, (Failure(
                 "doctor", "smoke run", f"did not finish in {TIMEOUT} s",
                 "An import hangs without a network or a GPU; run the doctor after "
                 "installing (gapship try) to see which."),)) from None
+    entered = _not_entered(proc)
+    if entered:
+        return skipped(f"the replica could not be entered ({entered}); the static checks ran")
     seconds = time.monotonic() - started
     try:
         report = read_report(proc)

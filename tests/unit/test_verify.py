@@ -168,3 +168,68 @@ def test_a_doctor_that_cannot_start_is_quoted() -> None:
 def test_skipped_runs_say_why_in_one_line() -> None:
     assert verify.skipped("--no-verify").proven() == "smoke run skipped: --no-verify"
     assert verify.skipped("x").to_json()["ran"] is False
+
+
+def test_a_users_twin_root_comes_before_the_cached_minbase(tmp_path: Path) -> None:
+    fake_rootfs(rootfs_dir("bullseye"), "Debian GNU/Linux 11 (bullseye)")
+    root = fake_rootfs(tmp_path / "mine", "Debian GNU/Linux 11 (bullseye)")
+    chosen = verify.choose_stand_in(recorded("cpu-noavx2"), twin_python(root), BUILDER)
+    assert isinstance(chosen, verify.StandIn) and (chosen.os, chosen.rootfs) == ("twin", root)
+    # gapship's own twin rootfs carries python3 and its libraries: the minbase is stricter
+    ours = fake_rootfs(rootfs_dir("bullseye", "python"), "Debian GNU/Linux 11 (bullseye)")
+    chosen = verify.choose_stand_in(recorded("cpu-noavx2"), twin_python(ours), BUILDER)
+    assert isinstance(chosen, verify.StandIn) and chosen.os == "bullseye"
+
+
+def twin_python(root: Path) -> PythonInstall:
+    return PythonInstall(version="3.9.2", executable=root / "usr/bin/python3.9",
+                         prefix=root / "usr", stdlib=root / "usr/lib/python3.9",
+                         platstdlib=root / "usr/lib/python3.9", shared=False, sysroot=root)
+
+
+# ---------------------------------------------------------------- the run, through a fake bwrap
+
+def fake_bwrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    """bwrap that ignores its arguments and runs ``body`` (sh) instead of the replica."""
+    script = tmp_path / "bwrap"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    monkeypatch.setattr("gapship.replica.shutil.which",
+                        lambda name: str(script) if name == "bwrap" else None)
+    monkeypatch.setattr(verify, "builder_glibc", lambda: BUILDER)
+
+
+def test_the_doctors_report_from_the_replica_is_judged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    doctor = json.dumps(report(check("imports", "numpy (numpy 2.0.2)"),
+                               check("stdlib", "ssl")))
+    fake_bwrap(tmp_path, monkeypatch, f"cat <<'EOF'\n{doctor}\nEOF\nexit 0")
+    run = verify.smoke_run(tmp_path, "demo", recorded("qemu-v1"), HOST)
+    assert run.ran and run.replica == "host" and (run.imports, run.stdlib) == (1, 1)
+
+
+def test_a_doctor_that_cannot_start_refuses(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_bwrap(tmp_path, monkeypatch, "echo 'gapship-doctor: FAIL interpreter: "
+               "bin/python3 cannot start: GLIBC_2.38 not found' >&2; exit 2")
+    with pytest.raises(verify.SmokeRunFailed) as caught:
+        verify.smoke_run(tmp_path, "demo", recorded("qemu-v1"), HOST)
+    assert "GLIBC_2.38 not found" in caught.value.hint
+
+
+def test_a_replica_that_cannot_be_entered_skips_saying_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_bwrap(tmp_path, monkeypatch,
+               "echo 'bwrap: setting up uid map: Permission denied' >&2; exit 1")
+    run = verify.smoke_run(tmp_path, "demo", recorded("qemu-v1"), HOST)
+    assert not run.ran
+    assert run.skipped == ("the replica could not be entered (bwrap: setting up uid map: "
+                           "Permission denied); the static checks ran")
+
+
+def test_no_bubblewrap_skips_saying_what_to_install(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gapship.replica.shutil.which", lambda name: None)
+    monkeypatch.setattr(verify, "builder_glibc", lambda: BUILDER)
+    run = verify.smoke_run(tmp_path, "demo", recorded("qemu-v1"), HOST)
+    assert not run.ran and "bubblewrap" in run.skipped and "apt-get install" in run.skipped
