@@ -18,7 +18,8 @@ from gapship import cli
 from gapship import pack as pack_module
 from gapship.replica import rootfs_dir
 from gapship.stage import StagedTree
-from tests.conftest import gapship, require_tool
+from tests.conftest import gapship, require, require_tool
+from tests.integration.conftest import need_replica
 
 
 def test_trixie_pack_passes_the_smoke_run_and_says_so(
@@ -49,6 +50,23 @@ def test_a_pack_for_this_machine_is_proven_in_its_own_root(work: Path) -> None:
     else:
         assert "checked in this machine's / (glibc 2." in last[-1]
         assert "the builder's files hidden), offline as uid 1000" in last[-1]
+
+
+def test_a_twin_pack_is_proven_in_a_replica_of_its_release(work: Path,
+                                                            bullseye_target: Path) -> None:
+    """Debian 11 with the twin's python3.9: proven in the bullseye minbase rootfs, which is
+    stricter than the twin's own (that one carries python3 and the libraries it pulls in)."""
+    need_replica("bullseye")
+    require((rootfs_dir("bullseye", "python") / "bin" / "sh").exists(),
+            "the bullseye twin rootfs needs root and debootstrap once")
+    out = work / "twin.run"
+    proc = gapship("pack", str(work / "env.toml"), "--target", str(bullseye_target), "-o",
+                   str(out), "--python", "twin", "--level", "1", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["python"] == "3.9.2" and report["smoke_run"]["replica"] == "bullseye"
+    assert report["proven"][0].endswith("the probe's glibc 2.31 and libstdc++ (GLIBCXX_3.4.28)")
+    assert "checked in a Debian 11 (bullseye) minbase replica" in report["proven"][1]
 
 
 @pytest.fixture()
