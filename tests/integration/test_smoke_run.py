@@ -119,3 +119,23 @@ def test_no_verify_writes_the_bundle_anyway(work: Path, trixie_target: Path,
         "elf_files": None, "not_judged": [], "seconds": 0.0, "skipped": "--no-verify"}
     assert report["proven"][-1] == "smoke run skipped: --no-verify"
     assert "smoke run:" not in captured.err
+
+
+def test_a_package_that_cannot_import_on_the_target_is_refused(work: Path,
+                                                               trixie_target: Path) -> None:
+    """Issue 12, defect 2: opencv-python needs libGL.so.1 and X libraries that a minbase
+    Debian lacks. The builder has them; the trixie replica does not, so no bundle is written.
+    (Once stage's static closure check against the probe's library list refuses it first, the
+    outcome is the same: refused, no bundle, libGL named.)"""
+    (work / "cv.toml").write_text('name = "cv"\npackages = ["opencv-python"]\n')
+    out = work / "cv.run"
+    proc = gapship("pack", str(work / "cv.toml"), "--target", str(trixie_target), "-o",
+                   str(out), "--level", "1")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert not out.exists() and not list(work.glob(".cv.run*"))
+    assert "libGL.so.1" in proc.stderr and "Traceback" not in proc.stderr
+    if "the smoke run refused cv" in proc.stderr:
+        failing = [ln for ln in proc.stderr.splitlines() if ln.startswith("  - ")]
+        assert any(ln.startswith("  - imports: cv2 (opencv-python ") and
+                   "cannot open shared object file" in ln for ln in failing), proc.stderr
+        assert any(ln.startswith("  - libraries: libGL.so.1 not found") for ln in failing)
