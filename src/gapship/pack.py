@@ -153,7 +153,9 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
             shutil.rmtree(keep_tree, ignore_errors=True)
             shutil.move(str(tree.path), keep_tree)
     return PackResult(lock=lock, fetched=fetched, tree=tree, bundle=bundle,
-                      warnings=(*tree.warnings, *_space_warnings(tree, target)),
+                      warnings=(*tree.warnings, *_space_warnings(tree, target),
+                                *(f"smoke run, not judged (this machine is not the target): "
+                                  f"{line}" for line in smoke_run.not_judged)),
                       smoke=smoke_run, proven=(*_static_proofs(target), smoke_run.proven()))
 
 

@@ -167,6 +167,10 @@ def choose_stand_in(target: TargetInfo, interpreter: Interpreter,
             "release is cached (--twin-root DIR gives one)")
 
 
+class _Unreadable(Exception):
+    """The doctor gave no report (it could not start)."""
+
+
 def read_report(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     """The doctor's JSON report, or a refusal quoting what it said instead."""
     try:
@@ -187,10 +191,6 @@ def _not_entered(proc: subprocess.CompletedProcess[str]) -> str:
             said[0].startswith("bwrap:"):
         return said[0]
     return ""
-
-
-class _Unreadable(Exception):
-    """The doctor gave no report (it could not start)."""
 
 
 def judge(report: dict[str, Any], stand_in: StandIn, seconds: float, name: str) -> SmokeRun:
