@@ -1,8 +1,11 @@
-"""The pack pipeline, in the order the data walks: providers -> plan -> fetch -> stage -> bundle.
+"""The pack pipeline, in the order the data walks: providers -> plan -> fetch -> stage ->
+verify -> bundle.
 
 ``pack_spec`` starts from env.toml's Spec and runs every step; ``pack_lock`` starts from a
 lock that `gapship plan` wrote, so the plan is already made: the providers find the
-interpreter it was planned with, and the rest runs as for a spec.
+interpreter it was planned with, and the rest runs as for a spec. Either way the staged
+tree's own doctor runs in a replica of the target (``verify``) before the bundle is written,
+unless ``smoke=False``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from gapship import providers, ui
+from gapship import providers, ui, verify
 from gapship.bundle import BundleInfo, write_bundle
 from gapship.cache import cache_dir
 from gapship.errors import CompatError, StageError
@@ -40,6 +43,9 @@ class PackResult:
     tree: StagedTree
     bundle: BundleInfo
     warnings: tuple[str, ...]
+    smoke: verify.SmokeRun
+    # what this pack proved about the bundle on the target, and how: one line each
+    proven: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -52,24 +58,26 @@ class Provided:
 
 
 def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, level: int = 6,
-              keep_tree: Path | None = None, sign_key: Path | None = None) -> PackResult:
+              keep_tree: Path | None = None, smoke: bool = True,
+              sign_key: Path | None = None) -> PackResult:
     """Build ``out`` for ``target`` from env.toml's spec. Nothing is written at ``out``
-    unless every check passed."""
+    unless every check passed; ``smoke=False`` (--no-verify) skips the smoke run."""
     provided = provide(spec, target)
     lock = plan_spec(spec, target, provided)
     return _fetch_stage_bundle(lock, provided.python.interpreter, target, out, level=level,
-                               keep_tree=keep_tree, sign_key=sign_key)
+                               keep_tree=keep_tree, smoke=smoke, sign_key=sign_key)
 
 
 def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
               python_spec: PythonSpec | None = None, level: int = 6,
-              keep_tree: Path | None = None, sign_key: Path | None = None) -> PackResult:
+              keep_tree: Path | None = None, smoke: bool = True,
+              sign_key: Path | None = None) -> PackResult:
     """Build ``out`` for ``target`` exactly from a lock that `gapship plan` wrote.
     ``python_spec`` (the CLI's --python options) names the archive or rootfs to take the
     lock's interpreter from."""
     interpreter = interpreter_for_lock(lock, python_spec or PythonSpec(), target)
     return _fetch_stage_bundle(lock, interpreter, target, out, level=level,
-                               keep_tree=keep_tree, sign_key=sign_key)
+                               keep_tree=keep_tree, smoke=smoke, sign_key=sign_key)
 
 
 # ---- providers
@@ -151,10 +159,10 @@ def _refuse_missing_toolkit(lock: Lock) -> None:
                           f"\"/usr/local/cuda-{gpu.cuda}\" }} and cudnn = {{ path = ... }}.")
 
 
-# ---- fetch -> stage -> bundle
+# ---- fetch -> stage -> verify -> bundle
 
 def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo, out: Path,
-                        *, level: int, keep_tree: Path | None,
+                        *, level: int, keep_tree: Path | None, smoke: bool,
                         sign_key: Path | None = None) -> PackResult:
     _refuse_missing_toolkit(lock)
     for warning in lock.warnings:
@@ -165,6 +173,8 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
             f"({fetched.cache_hits} of {len(lock.files)} files from the cache)")
     with _workdir(lock.name) as workdir:
         tree = stage_environment(lock, interpreter, list(fetched.paths), target, workdir)
+        smoke_run = (verify.smoke_run(tree.path, lock.name, target, interpreter) if smoke
+                     else verify.skipped("--no-verify"))
         bundle = write_bundle(tree.path, out, name=lock.name, version=lock.env_version,
                               python=interpreter.version, installed_bytes=tree.total_bytes,
                               level=level, sign_key=sign_key)
@@ -172,7 +182,21 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
             shutil.rmtree(keep_tree, ignore_errors=True)
             shutil.move(str(tree.path), keep_tree)
     return PackResult(lock=lock, fetched=fetched, tree=tree, bundle=bundle,
-                      warnings=(*tree.warnings, *_space_warnings(tree, target)))
+                      warnings=(*tree.warnings, *_space_warnings(tree, target),
+                                *(f"smoke run, not judged (this machine is not the target): "
+                                  f"{line}" for line in smoke_run.not_judged)),
+                      smoke=smoke_run,
+                      proven=(*_static_proofs(target), *tree.proven, smoke_run.proven()))
+
+
+def _static_proofs(target: TargetInfo) -> list[str]:
+    """What stage checked of the tree against target.json, without running it."""
+    if not target.glibc:
+        return []
+    against = f"glibc {target.glibc}"
+    if target.glibcxx:
+        against += f" and libstdc++ (GLIBCXX_{target.glibcxx})"
+    return [f"the GLIBC_/GLIBCXX_ needs of every ELF file checked against the probe's {against}"]
 
 
 @contextmanager

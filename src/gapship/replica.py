@@ -93,6 +93,21 @@ def ensure_rootfs(release: str, *, include: tuple[str, ...] = (), flavour: str =
     return dest
 
 
+def describe_rootfs(rootfs: Path) -> str:
+    """The OS of a root filesystem as its os-release names it ("Debian GNU/Linux 11
+    (bullseye)"), else the directory's name."""
+    for rel in ("etc/os-release", "usr/lib/os-release"):
+        try:
+            text = (rootfs / rel).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition("=")
+            if key == "PRETTY_NAME" and value.strip().strip('"'):
+                return value.strip().strip('"')
+    return rootfs.name
+
+
 def _passwd_files(rootfs: Path, scratch: Path) -> tuple[Path, Path]:
     passwd = (rootfs / "etc" / "passwd").read_text(encoding="utf-8")
     group = (rootfs / "etc" / "group").read_text(encoding="utf-8")

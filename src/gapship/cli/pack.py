@@ -17,6 +17,7 @@ from gapship.pack import PackResult, pack_lock, pack_spec
 from gapship.plan import Lock
 from gapship.probe import resolve_target
 from gapship.spec import PythonSpec, Spec, load_spec
+from gapship.verify import SmokeRunFailed
 
 
 def register(sub: Any) -> None:
@@ -33,6 +34,9 @@ def register(sub: Any) -> None:
     p.add_argument("--sign", type=Path, metavar="KEY",
                    help="sign the bundle with this private key (from `gapship keygen`); the "
                    "installer checks it with --trust KEY.pub")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the smoke run (the environment's doctor in a replica of the "
+                   "target before the bundle is written); the static checks still run")
     add_python_arguments(p)
     p.set_defaults(run=run)
 
@@ -52,6 +56,8 @@ def report(result: PackResult) -> dict[str, Any]:
         "decisions": [{"what": d.what, "value": d.value, "why": d.why}
                       for d in result.lock.decisions],
         "warnings": list(result.warnings),
+        "smoke_run": result.smoke.to_json(),
+        "proven": list(result.proven),
     }
 
 
@@ -74,6 +80,9 @@ def print_report(data: dict[str, Any]) -> None:
         f"  next: gapship try {data['bundle']}   (install it offline here first)\n"
         f"        scp {data['bundle']} cluster:   then there: sh {Path(data['bundle']).name}"
         " --prefix ~/envs/NAME")
+    ui.out.print("\n[bold]proven[/] (before the bundle was written):")
+    for line in data["proven"]:
+        ui.out.print(f"  - {line}", markup=False)
 
 
 def load_spec_or_lock(path: Path) -> Spec | Lock:
@@ -88,22 +97,34 @@ def load_spec_or_lock(path: Path) -> Spec | Lock:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec_or_lock = load_spec_or_lock(args.spec)
-    target = resolve_target(args.target)
-    out = args.output or Path(f"{spec_or_lock.name}.run")
-    if isinstance(spec_or_lock, Lock):
-        result = pack_lock(spec_or_lock, target, out, level=args.level,
-                           python_spec=python_spec(args, PythonSpec()),
-                           sign_key=args.sign)
-    else:
-        spec = spec_or_lock
-        chosen = python_spec(args, spec.python_spec)
-        if chosen is not None:
-            spec = replace(spec, python_spec=chosen)
-        result = pack_spec(spec, target, out, level=args.level, sign_key=args.sign)
+    try:
+        result = _pack(args)
+    except SmokeRunFailed as exc:
+        if args.json:  # the refusal as data too; the message still goes to stderr
+            sys.stdout.write(json.dumps({"bundle": None, "refused": exc.to_json()},
+                                        indent=1) + "\n")
+        raise
     data = report(result)
     if args.json:
         sys.stdout.write(json.dumps(data, indent=1) + "\n")
     else:
         print_report(data)
     return 0
+
+
+def _pack(args: argparse.Namespace) -> PackResult:
+    spec_or_lock = load_spec_or_lock(args.spec)
+    target = resolve_target(args.target)
+    out = args.output or Path(f"{spec_or_lock.name}.run")
+    if isinstance(spec_or_lock, Lock):
+        result = pack_lock(spec_or_lock, target, out, level=args.level,
+                           python_spec=python_spec(args, PythonSpec()),
+                           smoke=not args.no_verify, sign_key=args.sign)
+    else:
+        spec = spec_or_lock
+        chosen = python_spec(args, spec.python_spec)
+        if chosen is not None:
+            spec = replace(spec, python_spec=chosen)
+        result = pack_spec(spec, target, out, level=args.level, smoke=not args.no_verify,
+                           sign_key=args.sign)
+    return result
