@@ -27,6 +27,7 @@ from gapship.probe import TargetInfo
 from gapship.providers import twin
 from gapship.providers.python import Interpreter, PythonInstall
 from gapship.replica import HOME, UID, describe_rootfs, replica, rootfs_dir
+from gapship.stage.target_closure import activation_library_dirs
 
 # The doctor's groups that judge the node rather than the bundle: this machine's CPU and
 # GPUs are not the target's (the plan checked the target's CPU from target.json).
@@ -241,8 +242,11 @@ def smoke_run(tree: Path, name: str, target: TargetInfo, interpreter: Interprete
     started = time.monotonic()
     with replica(stand_in.os, rootfs=stand_in.rootfs) as rep:
         argv = [f"{prefix}/{layout.DOCTOR}", *DOCTOR_ARGS]
+        # as after `. activate`: a local toolkit's or TensorFlow's wheels' library dirs
+        dirs = [f"{prefix}/{d}" for d in activation_library_dirs(tree)]
+        env = {"LD_LIBRARY_PATH": ":".join(dirs)} if dirs else None
         try:
-            proc = subprocess.run(rep.command(argv, [(tree, prefix)]), capture_output=True,
+            proc = subprocess.run(rep.command(argv, [(tree, prefix)], env), capture_output=True,
                                   text=True, timeout=TIMEOUT, check=False,
                                   stdin=subprocess.DEVNULL)
         except ToolMissing as exc:

@@ -8,6 +8,7 @@ named; --no-verify writes that same bundle.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,9 @@ def test_a_pack_for_this_machine_is_proven_in_its_own_root(work: Path) -> None:
                    "--level", "1")
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()
-    assert last[-3] == "proven (before the bundle was written):"
-    assert last[-2].startswith("  - the GLIBC_/GLIBCXX_ needs of every ELF file checked")
+    assert last[-4] == "proven (before the bundle was written):"
+    assert last[-3].startswith("  - the GLIBC_/GLIBCXX_ needs of every ELF file checked")
+    assert last[-2].startswith("  - closure of ") and "the target's" in last[-2]
     if (rootfs_dir("bookworm") / "bin" / "sh").exists():
         assert "bookworm" in last[-1]
     else:
@@ -66,7 +68,10 @@ def test_a_twin_pack_is_proven_in_a_replica_of_its_release(work: Path,
     report = json.loads(proc.stdout)
     assert report["python"] == "3.9.2" and report["smoke_run"]["replica"] == "bullseye"
     assert report["proven"][0].endswith("the probe's glibc 2.31 and libstdc++ (GLIBCXX_3.4.28)")
-    assert "checked in a Debian 11 (bullseye) minbase replica" in report["proven"][1]
+    assert report["proven"][1].startswith("closure of ")
+    assert re.search(r"against the target's [\d,]+ libraries \(target\.json\)",
+                     report["proven"][1])
+    assert "checked in a Debian 11 (bullseye) minbase replica" in report["proven"][2]
 
 
 @pytest.fixture()

@@ -83,8 +83,9 @@ class TargetLoader(Loader):
         return found
 
 
-def _activation_dirs(tree: Path) -> list[str]:
-    """The directories activation puts on LD_LIBRARY_PATH (layout.ACTIVATE_CONF)."""
+def activation_library_dirs(tree: Path) -> list[str]:
+    """The directories activation puts on LD_LIBRARY_PATH (layout.ACTIVATE_CONF), relative
+    to the prefix: the target loads the environment that way, so it is judged that way."""
     conf = tree / layout.ACTIVATE_CONF
     if not conf.is_file():
         return []
@@ -92,12 +93,13 @@ def _activation_dirs(tree: Path) -> list[str]:
     for line in conf.read_text(encoding="utf-8").splitlines():
         key, _, value = line.partition("=")
         if key == "ld_library_path" and value:
-            dirs.append(str(tree / value))
+            dirs.append(value)
     return dirs
 
 
 def _scan(tree: Path, target: TargetInfo) -> Scan:
-    loader = TargetLoader(tree, _activation_dirs(tree), target.libraries)
+    loader = TargetLoader(tree, [str(tree / d) for d in activation_library_dirs(tree)],
+                          target.libraries)
     return scan(str(tree), loader)
 
 
