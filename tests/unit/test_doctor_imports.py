@@ -3,6 +3,7 @@ imported (tensorflow-io-gcs-filesystem needs libtensorflow_framework.so.2) is no
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -143,7 +144,14 @@ def test_a_skipped_site_hook_is_one_finding_that_says_why(
     for dist in MANY:
         (site / dist["imports"][0]).mkdir(parents=True)
         (site / dist["imports"][0] / "__init__.py").write_text("")
-    hook_dir = prefix / "lib" / "python3" / "dist-packages"
+    # a directory of the hook's kind that this interpreter does not read: Debian's python3
+    # reads PREFIX/lib/python3/dist-packages, other builds do not
+    reads = set(json.loads(subprocess.run(
+        [str(python), "-c", "import json, site; print(json.dumps(site.getsitepackages()))"],
+        capture_output=True, text=True, check=True).stdout))
+    hook_dir = next(d for d in (prefix / "lib" / "python3" / "dist-packages",
+                                prefix / "local" / "lib" / "python3" / "dist-packages")
+                    if str(d) not in reads)
     hook_dir.mkdir(parents=True)
     (hook_dir / SITE_HOOK).write_text("import site; site.addsitedir('lib/python3/site-packages')")
     context = {"prefix": str(prefix), "site_packages": "lib/python3/site-packages"}
