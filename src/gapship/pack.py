@@ -186,17 +186,7 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
                                 *(f"smoke run, not judged (this machine is not the target): "
                                   f"{line}" for line in smoke_run.not_judged)),
                       smoke=smoke_run,
-                      proven=(*_static_proofs(target), *tree.proven, smoke_run.proven()))
-
-
-def _static_proofs(target: TargetInfo) -> list[str]:
-    """What stage checked of the tree against target.json, without running it."""
-    if not target.glibc:
-        return []
-    against = f"glibc {target.glibc}"
-    if target.glibcxx:
-        against += f" and libstdc++ (GLIBCXX_{target.glibcxx})"
-    return [f"the GLIBC_/GLIBCXX_ needs of every ELF file checked against the probe's {against}"]
+                      proven=(*tree.proven, smoke_run.proven()))
 
 
 @contextmanager

@@ -179,6 +179,8 @@ def stage_environment(lock: Lock, interpreter: Interpreter, fetched: list[Path],
                         "for a full check")
     ui.step(f"checking glibc needs against the target ({target.describe()})")
     warnings += glibc.check_target_runs(glibc.collect_needs(tree), target)
+    proof = glibc.proof(target)
+    proven_glibc = (proof,) if proof else ()
 
     data = manifest.build_manifest(tree)
     write_json(tree / layout.MANIFEST, data)
@@ -186,4 +188,4 @@ def stage_environment(lock: Lock, interpreter: Interpreter, fetched: list[Path],
                       site_packages=site.relative_to(tree).as_posix(),
                       total_bytes=data["total_bytes"], file_count=len(data["files"]),
                       distributions=tuple(dists), warnings=tuple(warnings),
-                      proven=(closure.summary(),))
+                      proven=(*proven_glibc, closure.summary()))

@@ -54,3 +54,13 @@ def check_target_runs(needs: VersionNeeds, target: TargetInfo) -> list[str]:
         warnings.append("the target's libstdc++ version is unknown; the GLIBCXX_ check was "
                         "skipped")
     return warnings
+
+
+def proof(target: TargetInfo) -> str | None:
+    """What ``check_target_runs`` proved, in one line; None when the target's glibc is unknown."""
+    if not target.glibc:
+        return None
+    against = f"glibc {target.glibc}"
+    if target.glibcxx:
+        against += f" and libstdc++ (GLIBCXX_{target.glibcxx})"
+    return f"the GLIBC_/GLIBCXX_ needs of every ELF file checked against the probe's {against}"

@@ -61,8 +61,8 @@ class TargetLoader(Loader):
     """ld.so on the target: the tree's own paths as usual, then the target's library list
     where this machine's cache and default directories would come."""
 
-    def __init__(self, tree: Path, ld_library_path: Sequence[str],
-                 libraries: frozenset[str] | None) -> None:
+    def __init__(self, ld_library_path: Sequence[str], libraries: frozenset[str] | None
+                 ) -> None:
         # this machine's cache and directories play no part: the target's list stands in
         super().__init__(":".join(ld_library_path), cache_path=os.devnull,
                          default_dirs_fn=lambda elf_class, machine: [])
@@ -98,7 +98,7 @@ def activation_library_dirs(tree: Path) -> list[str]:
 
 
 def _scan(tree: Path, target: TargetInfo) -> Scan:
-    loader = TargetLoader(tree, [str(tree / d) for d in activation_library_dirs(tree)],
+    loader = TargetLoader([str(tree / d) for d in activation_library_dirs(tree)],
                           target.libraries)
     return scan(str(tree), loader)
 
