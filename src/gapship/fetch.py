@@ -21,6 +21,7 @@ from typing import Any
 from gapship import ui
 from gapship.cache import cache_dir
 from gapship.errors import FetchError
+from gapship.files import local_path
 from gapship.plan import LockedFile
 
 _CHUNK = 1 << 20
@@ -48,8 +49,9 @@ def _download(f: LockedFile, dest: Path, progress: ui.ByteProgress) -> int:
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
     try:
         with os.fdopen(fd, "wb") as out:
-            if f.url.startswith("file://") or f.url.startswith("/"):
-                src = open(f.url.removeprefix("file://"), "rb")  # noqa: SIM115
+            local = local_path(f.url)
+            if local is not None:
+                src = local.open("rb")
             else:
                 req = urllib.request.Request(f.url, headers={"User-Agent": "gapship"})
                 src = urllib.request.urlopen(req, timeout=60)
@@ -127,9 +129,12 @@ class _HttpRange(io.RawIOBase):
 
 def _installed_size(f: LockedFile) -> int | None:
     local = cached_path(f)
+    given = local_path(f.url)
     try:
         if local.is_file():
             source: Any = local.open("rb")
+        elif given is not None and given.is_file():
+            source = given.open("rb")
         elif f.size and f.url.startswith(("http://", "https://")):
             source = io.BufferedReader(_HttpRange(f.url, f.size), buffer_size=1 << 18)
         else:

@@ -5,8 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Any
+
+
+def local_path(url: str) -> Path | None:
+    """The file a ``file://`` URL or a plain path names (percent-escapes decoded, ~ expanded);
+    None for a remote URL."""
+    if url.startswith("file://"):
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
+    if "://" in url:
+        return None
+    return Path(url).expanduser()
 
 
 def sha256_file(path: Path) -> str:

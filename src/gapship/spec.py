@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ else:  # pragma: no cover - the builder on 3.10
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _PYTHON = re.compile(r"^3\.(\d+)$")
 _KNOWN_KEYS = ("name", "version", "python", "packages", "framework", "cuda", "cudnn",
-               "indexes", "exclude", "compute")
+               "indexes", "find_links", "exclude", "compute")
 # `framework = "none"`: a plain Python environment
 NO_FRAMEWORK = "none"
 PYTHON_SOURCES = ("auto", "host", "twin", "target", "standalone")
@@ -87,6 +87,8 @@ class Spec:
     cuda: ToolkitSpec = field(default_factory=ToolkitSpec)
     cudnn: ToolkitSpec = field(default_factory=ToolkitSpec)
     indexes: tuple[str, ...] = ()
+    # folders of wheels (pip download -d, /opt/wheels) or pages listing them
+    find_links: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     compute: ComputeSpec = field(default_factory=ComputeSpec)
     framework_in_packages: bool = False
@@ -132,7 +134,12 @@ def load_spec(path: Path) -> Spec:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot be read ({exc}).") from None
-    return parse_spec(text, str(path))
+    spec = parse_spec(text, str(path))
+    # a folder of wheels named relative to env.toml is found from any working directory
+    here = path.parent.resolve()
+    return replace(spec, find_links=tuple(
+        str(here / link) if "://" not in link and not link.startswith(("/", "~")) else link
+        for link in spec.find_links))
 
 
 def validate_spec(data: dict[str, Any], source: str = "env.toml") -> Spec:
@@ -187,6 +194,7 @@ def validate_spec(data: dict[str, Any], source: str = "env.toml") -> Spec:
     for url in indexes:
         if not re.match(r"^(https?|file)://", url):
             problems.append(f"key `indexes`: {url!r} is not an http(s) or file URL")
+    find_links = _strings("find_links", data.get("find_links", []), problems)
     exclude = _strings("exclude", data.get("exclude", []), problems)
     compute = _compute(data.get("compute"), problems)
 
@@ -201,6 +209,7 @@ def validate_spec(data: dict[str, Any], source: str = "env.toml") -> Spec:
         cuda=cuda,
         cudnn=cudnn,
         indexes=tuple(indexes),
+        find_links=tuple(find_links),
         exclude=tuple(exclude),
         compute=compute,
         framework_in_packages=framework_in_packages,

@@ -119,3 +119,68 @@ def test_plan_writes_a_lock_that_pack_ships_exactly(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     shipped = {(p["name"].lower(), p["version"]) for p in json.loads(proc.stdout)["packages"]}
     assert shipped == {(f.name.lower(), f.version) for f in lock.files}
+
+
+def _write_wheel(folder: Path, name: str, version: str, payload: bytes) -> Path:
+    """A real pure-Python wheel (METADATA, WHEEL, RECORD) that no index has."""
+    import base64
+    import hashlib
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": b"VALUE = 42\n",
+        f"{name}/blob.bin": payload,
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                         b"Tag: py3-none-any\n",
+        f"{dist}/top_level.txt": f"{name}\n".encode(),
+    }
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{dist}/RECORD,,")
+    files[f"{dist}/RECORD"] = ("\n".join(record) + "\n").encode()
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path, data in files.items():
+            zf.writestr(path, data)
+    return wheel
+
+
+def test_a_wheelhouse_named_in_find_links_is_planned_counted_and_shipped(tmp_path: Path
+                                                                         ) -> None:
+    # a folder with a space, named relative to env.toml, run from another directory
+    project = tmp_path / "my project"
+    wheel = _write_wheel(project / "local wheels", "gslocal", "1.2.3", bytes(range(256)) * 8192)
+    spec = project / "env.toml"
+    spec.write_text('name = "local"\npackages = ["gslocal", "six"]\n'
+                    'find_links = ["local wheels"]\n')
+    lock_path = tmp_path / "gapship.lock"
+    proc = gapship("plan", str(spec), "--target", "local", "-o", str(lock_path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    lock = Lock.from_json(lock_path.read_text())
+    local = next(f for f in lock.files if f.name == "gslocal")
+    assert local.url.startswith("file://") and local.version == "1.2.3"
+    # the plan counts the local wheel's bytes (a wheelhouse's torch is not 0 MB)
+    assert local.size == wheel.stat().st_size
+    assert local.installed_size is not None and local.installed_size > 2_000_000
+    report = json.loads(proc.stdout)
+    assert report["installed_bytes"] >= local.installed_size
+    assert report["download_bytes"] >= local.size
+    out = tmp_path / "local.run"
+    proc = gapship("pack", str(lock_path), "--target", "local", "-o", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    shipped = {p["name"].lower(): p["version"] for p in json.loads(proc.stdout)["packages"]}
+    assert shipped["gslocal"] == "1.2.3"
+
+
+def test_a_find_links_folder_that_is_not_there_is_one_line(tmp_path: Path) -> None:
+    spec = tmp_path / "env.toml"
+    spec.write_text('name = "x"\npackages = ["six"]\nfind_links = ["no-such-wheels"]\n')
+    proc = gapship("plan", str(spec), "--target", str(fixture_target_path("rocky8-a100")))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    error = [ln for ln in proc.stderr.splitlines() if ln.startswith("gapship: error:")]
+    assert len(error) == 1 and "no-such-wheels is not a folder of wheels" in error[0]

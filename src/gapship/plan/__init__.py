@@ -25,6 +25,7 @@ from gapship import versions
 from gapship.compat import CompatData
 from gapship.compat import load as load_compat
 from gapship.errors import CompatError, ResolveError
+from gapship.files import local_path
 from gapship.node import layout
 from gapship.plan.gpu import GpuChoice, node_driver, python_fits
 from gapship.plan.gpu import decide as gpu_decide
@@ -95,10 +96,14 @@ class Resolution:
 
 
 def resolve(requirements: tuple[str, ...], python_version: str, target: TargetInfo,
-            indexes: tuple[str, ...] = (), constraints: tuple[str, ...] = ()) -> Resolution:
+            indexes: tuple[str, ...] = (), constraints: tuple[str, ...] = (),
+            find_links: tuple[str, ...] = ()) -> Resolution:
     """Resolve requirements for the target with uv: its Python, a manylinux tag its glibc
     allows, binary wheels only (a package with no wheel at all for an old Python may come as
-    a source archive, built into a pure-Python wheel at pack time)."""
+    a source archive, built into a pure-Python wheel at pack time). ``find_links`` are
+    folders of wheels (or pages listing them) searched beside the indexes; a wheel found
+    there is taken before the same file from an index."""
+    links = _find_links(find_links)
     if target.libc_family != "glibc" or not target.glibc_version:
         raise ResolveError(
             f"the target's C library is {target.libc_family or 'unknown'}; gapship ships "
@@ -124,6 +129,8 @@ def resolve(requirements: tuple[str, ...], python_version: str, target: TargetIn
                 cmd += ["--no-binary", name]
             for url in indexes:
                 cmd += ["--extra-index-url", url]
+            for link in links:
+                cmd += ["--find-links", link]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=uv_env(),
                                   check=False)
             if proc.returncode == 0:
@@ -140,6 +147,22 @@ def resolve(requirements: tuple[str, ...], python_version: str, target: TargetIn
     wanted = target_tags(python_version, target.glibc_version, arch)
     files = tuple(_choose_file(p, wanted) for p in pylock.get("packages", []))
     return Resolution(files, platform, tuple(source_ok))
+
+
+def _find_links(find_links: tuple[str, ...]) -> list[str]:
+    """env.toml's find_links as uv takes them: folders checked to exist, URLs as they are."""
+    links = []
+    for link in find_links:
+        folder = local_path(link)
+        if folder is None:
+            links.append(link)
+        elif folder.is_dir():
+            links.append(str(folder.resolve()))
+        else:
+            raise ResolveError(f"find_links: {folder} is not a folder of wheels.",
+                               "Give the folder `pip download -d` wrote to, or remove it "
+                               "from env.toml.")
+    return links
 
 
 def _choose_file(package: dict[str, Any], wanted: list[tags.Tag]) -> LockedFile:
@@ -161,9 +184,13 @@ def _choose_file(package: dict[str, Any], wanted: list[tags.Tag]) -> LockedFile:
         raise ResolveError(f"{package['name']} {package.get('version', '')}: no wheel fits the "
                            "target's Python and glibc.", "Pin another version of it.")
     wheel = best[1]
+    size = int(wheel.get("size") or 0)
+    local = local_path(wheel["url"])
+    if not size and local is not None and local.is_file():
+        size = local.stat().st_size  # a wheelhouse's file: uv's lock gives no size for it
     return LockedFile(name=package["name"], version=str(package.get("version", "")),
                       filename=wheel["name"], url=wheel["url"],
-                      sha256=wheel["hashes"]["sha256"], size=int(wheel.get("size") or 0))
+                      sha256=wheel["hashes"]["sha256"], size=size)
 
 
 def cpu_constraints(target: TargetInfo, compat: CompatData) -> tuple[list[str], list[Decision]]:
@@ -312,7 +339,8 @@ def plan(spec: Spec, target: TargetInfo, python_version: str, python_source: str
                              tuple(d.what for d in rejected))
                   if spec.framework_family else None)
         requirements, indexes = _requests(spec, choice, extra_requirements)
-        resolution = resolve(requirements, python_version, target, indexes, tuple(constraints))
+        resolution = resolve(requirements, python_version, target, indexes, tuple(constraints),
+                             spec.find_links)
         files, dropped = _excluded(resolution.files, spec.exclude)
         try:
             gpu, confirmed = _gpu_from_wheels(choice.gpu if choice else None, files,
