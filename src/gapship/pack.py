@@ -23,6 +23,7 @@ from gapship.cache import cache_dir
 from gapship.errors import CompatError, StageError
 from gapship.fetch import FetchResult, fetch, installed_sizes
 from gapship.files import sha256_file
+from gapship.node import layout
 from gapship.plan import Lock, framework_pythons, plan, refuse_python_first
 from gapship.probe import TargetInfo
 from gapship.providers import PythonChoice
@@ -62,6 +63,7 @@ def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, level: int = 6,
               sign_key: Path | None = None) -> PackResult:
     """Build ``out`` for ``target`` from env.toml's spec. Nothing is written at ``out``
     unless every check passed; ``smoke=False`` (--no-verify) skips the smoke run."""
+    _check_keep_tree(keep_tree)
     provided = provide(spec, target)
     lock = plan_spec(spec, target, provided)
     return _fetch_stage_bundle(lock, provided.python.interpreter, target, out, level=level,
@@ -75,6 +77,7 @@ def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
     """Build ``out`` for ``target`` exactly from a lock that `gapship plan` wrote.
     ``python_spec`` (the CLI's --python options) names the archive or rootfs to take the
     lock's interpreter from."""
+    _check_keep_tree(keep_tree)
     interpreter = interpreter_for_lock(lock, python_spec or PythonSpec(), target)
     return _fetch_stage_bundle(lock, interpreter, target, out, level=level,
                                keep_tree=keep_tree, smoke=smoke, sign_key=sign_key)
@@ -187,6 +190,18 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
                                   f"{line}" for line in smoke_run.not_judged)),
                       smoke=smoke_run,
                       proven=(*tree.proven, smoke_run.proven()))
+
+
+def _check_keep_tree(keep: Path | None) -> None:
+    """--keep-tree replaces only an earlier staged tree or an empty directory."""
+    if keep is None:
+        return
+    if keep.is_symlink() or (keep.exists() and not keep.is_dir()):
+        raise StageError(f"--keep-tree {keep}: it is not a directory; it is left as it is.",
+                         "Choose another directory.")
+    if keep.is_dir() and any(keep.iterdir()) and not (keep / layout.MANIFEST).is_file():
+        raise StageError(f"--keep-tree {keep}: it holds files that are not a staged gapship "
+                         "tree; they are left as they are.", "Choose another directory.")
 
 
 @contextmanager

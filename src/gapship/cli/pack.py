@@ -37,6 +37,9 @@ def register(sub: Any) -> None:
     p.add_argument("--no-verify", action="store_true",
                    help="skip the smoke run (the environment's doctor in a replica of the "
                    "target before the bundle is written); the static checks still run")
+    p.add_argument("--keep-tree", type=Path, metavar="DIR",
+                   help="also keep the staged environment tree at DIR (an empty directory, or "
+                   "a tree an earlier --keep-tree left, which it replaces)")
     add_python_arguments(p)
     p.set_defaults(run=run)
 
@@ -119,12 +122,13 @@ def _pack(args: argparse.Namespace) -> PackResult:
     if isinstance(spec_or_lock, Lock):
         result = pack_lock(spec_or_lock, target, out, level=args.level,
                            python_spec=python_spec(args, PythonSpec()),
-                           smoke=not args.no_verify, sign_key=args.sign)
+                           smoke=not args.no_verify, sign_key=args.sign,
+                           keep_tree=args.keep_tree)
     else:
         spec = spec_or_lock
         chosen = python_spec(args, spec.python_spec)
         if chosen is not None:
             spec = replace(spec, python_spec=chosen)
         result = pack_spec(spec, target, out, level=args.level, smoke=not args.no_verify,
-                           sign_key=args.sign)
+                           sign_key=args.sign, keep_tree=args.keep_tree)
     return result
