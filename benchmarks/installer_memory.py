@@ -22,6 +22,7 @@ from pathlib import Path
 
 from gapship import activate
 from gapship.bundle import write_bundle
+from gapship.bundle.codec import choose
 from gapship.files import write_json
 from gapship.node import layout
 from gapship.stage.manifest import build_manifest
@@ -75,7 +76,8 @@ def main() -> int:
         size = make_tree(work / "tree", int(args.gb * 1e9))
         t0 = time.time()
         bundle = write_bundle(work / "tree", work / "bench.run", name="bench", version="1.0",
-                              python="3", installed_bytes=size, level=1)
+                              python="3", installed_bytes=size,
+                              codec=choose("gzip", (), 1))
         pack_s = time.time() - t0
         shutil.rmtree(work / "tree")
         t0 = time.time()
