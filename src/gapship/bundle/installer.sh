@@ -74,10 +74,10 @@ Usage: sh $b [--prefix DIR] [--force] [--profile] [--trust KEY]
 
 The bundle is extracted beside DIR while its checksum is computed, and renamed into place only
 when the checksum matched and it is complete, so a damaged bundle or an interrupted install
-leaves DIR as it was; the next
-run cleans up what an install that was killed left behind. Only one install into DIR runs at
-a time. After installing, activate the environment with: . DIR/activate (in csh or tcsh:
-source DIR/activate.csh; in fish: source DIR/activate.fish). DIR/bin/gapship-remove deletes it.
+leaves DIR as it was; the next run cleans up what an install that was killed left behind.
+Only one install into DIR runs at a time. After installing, activate the environment with:
+. DIR/activate (in csh or tcsh: source DIR/activate.csh; in fish: source DIR/activate.fish).
+DIR/bin/gapship-remove deletes it.
 EOF
 }
 
