@@ -8,12 +8,14 @@ import os
 import re
 import subprocess
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from gapship.bundle import write_bundle
-from gapship.bundle.codec import ParallelGzip, choose
+from gapship.bundle.codec import Compressor, ParallelGzip, Sink, ZstdStream, choose
 from gapship.errors import BundleError
 from tests.conftest import SHELLS, require_tool, shell_argv
 from tests.unit.test_installer import bundle_of, debris, install, make_tree
@@ -166,27 +168,40 @@ def test_equal_trees_give_equal_bundles(tmp_path: Path, codec: str) -> None:
     assert a.path.read_bytes() == b.path.read_bytes()
 
 
+def compressed(data: bytes, make: Callable[[Sink], Compressor]) -> bytes:
+    out = bytearray()
+
+    class Into:
+        def write(self, chunk: bytes) -> int:
+            out.extend(chunk)
+            return len(chunk)
+
+    stream = make(Into())
+    for i in range(0, len(data), 10_000):   # writes that do not line up with the pieces
+        stream.write(data[i:i + 10_000])
+    stream.close()
+    return bytes(out)
+
+
+NOISE_AND_TEXT = os.urandom(300_000) + bytes(700_000) + b"gapship " * 2_000_000
+
+
 def test_parallel_gzip_does_not_depend_on_the_number_of_threads() -> None:
-    data = os.urandom(300_000) + bytes(700_000) + b"gapship " * 100_000
-
-    def packed(threads: int) -> bytes:
-        out = bytearray()
-
-        class Sink:
-            def write(self, chunk: bytes) -> int:
-                out.extend(chunk)
-                return len(chunk)
-
-        stream = ParallelGzip(Sink(), 6, threads=threads, piece=64 << 10)
-        for i in range(0, len(data), 10_000):   # writes that do not line up with the pieces
-            stream.write(data[i:i + 10_000])
-        stream.close()
-        return bytes(out)
-
-    one, three = packed(1), packed(3)
+    data = NOISE_AND_TEXT
+    one, three = (compressed(data, lambda out, n=n: ParallelGzip(out, 6, workers=n,
+                                                                 piece=64 << 10))
+                  for n in (1, 3))
     assert one == three
     assert gzip.decompress(one) == data
     assert gzip_members(one) == -(-len(data) // (64 << 10))
+
+
+def test_zstd_does_not_depend_on_the_number_of_threads() -> None:
+    data = NOISE_AND_TEXT
+    one, three = (compressed(data, lambda out, n=n: ZstdStream(out, 3, workers=n))
+                  for n in (1, 3))
+    assert one == three
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(one) == data
 
 
 def test_auto_takes_zstd_only_where_the_target_has_it() -> None:

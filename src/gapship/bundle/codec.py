@@ -24,6 +24,13 @@ CODECS = ("zstd", "gzip")
 # (lowest, highest, default) level of each codec; --level means the codec's own scale
 LEVELS = {"zstd": (1, 19, 3), "gzip": (1, 9, 6)}
 PIECE = 8 << 20
+# worker threads at most: past 8 the disk is the limit, and each thread holds pieces in memory
+# (pack's peak stays near 100 MB); the output does not depend on the number
+MAX_THREADS = 8
+
+
+def threads() -> int:
+    return max(1, min(os.cpu_count() or 1, MAX_THREADS))
 
 
 class Sink(Protocol):
@@ -84,11 +91,11 @@ class Compressor(Protocol):
 
 
 class ZstdStream:
-    """zstd with as many worker threads as there are CPUs, a checksum in the frame."""
+    """zstd with a worker thread per CPU (up to MAX_THREADS), a checksum in the frame."""
 
-    def __init__(self, out: Sink, level: int, threads: int = -1) -> None:
+    def __init__(self, out: Sink, level: int, workers: int | None = None) -> None:
         self.writer = zstandard.ZstdCompressor(
-            level=level, threads=threads, write_checksum=True).stream_writer(
+            level=level, threads=workers or threads(), write_checksum=True).stream_writer(
                 cast(IO[bytes], out), closefd=False, write_return_read=True)
         self.taken = 0
 
@@ -114,14 +121,14 @@ def _gzip_member(piece: bytes, level: int) -> bytes:
 
 class ParallelGzip:
     """The stream cut into fixed pieces, each one gzip member compressed on a thread of a
-    pool (zlib releases the GIL), written in order; at most 2 x threads pieces in memory."""
+    pool (zlib releases the GIL), written in order; at most threads + 2 pieces in memory."""
 
-    def __init__(self, out: Sink, level: int, threads: int | None = None,
+    def __init__(self, out: Sink, level: int, workers: int | None = None,
                  piece: int = PIECE) -> None:
         self.out = out
         self.level = level
         self.piece = piece
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = workers or threads()
         self.pool = ThreadPoolExecutor(max_workers=self.threads,
                                        thread_name_prefix="gapship-gzip")
         self.pending: deque[Future[bytes]] = deque()
@@ -141,7 +148,7 @@ class ParallelGzip:
 
     def _submit(self, piece: bytes) -> None:
         self.pending.append(self.pool.submit(_gzip_member, piece, self.level))
-        while len(self.pending) > 2 * self.threads:
+        while len(self.pending) > self.threads + 2:
             self.out.write(self.pending.popleft().result())
 
     def close(self) -> None:
