@@ -22,6 +22,7 @@ from pathlib import Path
 
 from gapship import activate
 from gapship.bundle import write_bundle
+from gapship.bundle.codec import choose
 from gapship.files import write_json
 from gapship.node import layout
 from gapship.stage.manifest import build_manifest
@@ -67,6 +68,8 @@ def session_rss_kb(sid: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--gb", type=float, default=1.2)
+    parser.add_argument("--codec", choices=("gzip", "zstd"), default="gzip",
+                        help="the payload's codec (gzip at level 1, zstd at its default)")
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "installer-memory.json")
     args = parser.parse_args()
@@ -75,7 +78,8 @@ def main() -> int:
         size = make_tree(work / "tree", int(args.gb * 1e9))
         t0 = time.time()
         bundle = write_bundle(work / "tree", work / "bench.run", name="bench", version="1.0",
-                              python="3", installed_bytes=size, level=1)
+                              python="3", installed_bytes=size,
+                              codec=choose(args.codec, (), 1 if args.codec == "gzip" else None))
         pack_s = time.time() - t0
         shutil.rmtree(work / "tree")
         t0 = time.time()
@@ -88,7 +92,8 @@ def main() -> int:
             time.sleep(0.01)
         install_s = time.time() - t0
         result = {
-            "bundle_bytes": bundle.size, "installed_bytes": size, "install_rc": proc.returncode,
+            "codec": bundle.codec, "bundle_bytes": bundle.size, "installed_bytes": size,
+            "install_rc": proc.returncode,
             "pack_seconds": round(pack_s, 1), "install_seconds": round(install_s, 1),
             "peak_rss_all_installer_processes_mb": round(peak_session / 1024, 1),
             "limit_mb": LIMIT_MB,

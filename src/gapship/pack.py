@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gapship import providers, ui, verify
 from gapship.bundle import BundleInfo, write_bundle
+from gapship.bundle.codec import Codec, choose
 from gapship.cache import cache_dir
 from gapship.errors import CompatError, StageError
 from gapship.fetch import FetchResult, fetch, installed_sizes
@@ -45,6 +46,7 @@ class PackResult:
     bundle: BundleInfo
     warnings: tuple[str, ...]
     smoke: verify.SmokeRun
+    codec: Codec
     # what this pack proved about the bundle on the target, and how: one line each
     proven: tuple[str, ...]
 
@@ -58,28 +60,32 @@ class Provided:
     local_toolkit: tuple[str, str | None] | None
 
 
-def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, level: int = 6,
-              keep_tree: Path | None = None, smoke: bool = True,
+def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, codec: str = "auto",
+              level: int | None = None, keep_tree: Path | None = None, smoke: bool = True,
               sign_key: Path | None = None) -> PackResult:
     """Build ``out`` for ``target`` from env.toml's spec. Nothing is written at ``out``
-    unless every check passed; ``smoke=False`` (--no-verify) skips the smoke run."""
+    unless every check passed; ``smoke=False`` (--no-verify) skips the smoke run. ``codec``
+    (auto, zstd, gzip) and ``level`` (the codec's own scale; None: its default) compress the
+    payload; auto takes zstd where the target's probe found it."""
     _check_keep_tree(keep_tree)
+    chosen = choose(codec, target.site.tools, level)
     provided = provide(spec, target)
     lock = plan_spec(spec, target, provided)
-    return _fetch_stage_bundle(lock, provided.python.interpreter, target, out, level=level,
+    return _fetch_stage_bundle(lock, provided.python.interpreter, target, out, codec=chosen,
                                keep_tree=keep_tree, smoke=smoke, sign_key=sign_key)
 
 
 def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
-              python_spec: PythonSpec | None = None, level: int = 6,
-              keep_tree: Path | None = None, smoke: bool = True,
+              python_spec: PythonSpec | None = None, codec: str = "auto",
+              level: int | None = None, keep_tree: Path | None = None, smoke: bool = True,
               sign_key: Path | None = None) -> PackResult:
     """Build ``out`` for ``target`` exactly from a lock that `gapship plan` wrote.
     ``python_spec`` (the CLI's --python options) names the archive or rootfs to take the
     lock's interpreter from."""
     _check_keep_tree(keep_tree)
+    chosen = choose(codec, target.site.tools, level)
     interpreter = interpreter_for_lock(lock, python_spec or PythonSpec(), target)
-    return _fetch_stage_bundle(lock, interpreter, target, out, level=level,
+    return _fetch_stage_bundle(lock, interpreter, target, out, codec=chosen,
                                keep_tree=keep_tree, smoke=smoke, sign_key=sign_key)
 
 
@@ -165,7 +171,7 @@ def _refuse_missing_toolkit(lock: Lock) -> None:
 # ---- fetch -> stage -> verify -> bundle
 
 def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo, out: Path,
-                        *, level: int, keep_tree: Path | None, smoke: bool,
+                        *, codec: Codec, keep_tree: Path | None, smoke: bool,
                         sign_key: Path | None = None) -> PackResult:
     _refuse_missing_toolkit(lock)
     for warning in lock.warnings:
@@ -180,7 +186,7 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
                      else verify.skipped("--no-verify"))
         bundle = write_bundle(tree.path, out, name=lock.name, version=lock.env_version,
                               python=interpreter.version, installed_bytes=tree.total_bytes,
-                              level=level, sign_key=sign_key)
+                              codec=codec, sign_key=sign_key)
         if keep_tree is not None:
             shutil.rmtree(keep_tree, ignore_errors=True)
             shutil.move(str(tree.path), keep_tree)
@@ -188,7 +194,7 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
                       warnings=(*tree.warnings, *_space_warnings(tree, target),
                                 *(f"smoke run, not judged (this machine is not the target): "
                                   f"{line}" for line in smoke_run.not_judged)),
-                      smoke=smoke_run,
+                      smoke=smoke_run, codec=codec,
                       proven=(*tree.proven, smoke_run.proven()))
 
 

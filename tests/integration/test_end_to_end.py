@@ -73,6 +73,8 @@ def test_second_pack_downloads_nothing(work: Path, trixie_target: Path,
     assert again["downloaded_bytes"] == 0
     assert again["cache_hits"] == len(again["packages"])
     assert again["packages"] == trixie_bundle[1]["packages"]
+    # the trixie replica has no zstd command (its probe says so): gzip, at the level asked for
+    assert again["codec"] == {"name": "gzip", "level": 1, "why": "the target has no zstd"}
 
 
 def test_try_installs_and_checks_in_a_replica(

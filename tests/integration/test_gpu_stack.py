@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gapship.bundle import write_bundle
+from gapship.bundle.codec import choose
 from gapship.fetch import fetch
 from gapship.plan import GpuPlan, Lock, resolve
 from gapship.probe import load_target
@@ -54,7 +55,8 @@ def packed(work: Path, lock: Lock, target: Path) -> Path:
     tree = stage_environment(lock, python, list(fetched.paths), load_target(target),
                              work / f"{lock.name}-stage")
     write_bundle(tree.path, out, name=lock.name, version=lock.env_version,
-                 python=python.version, installed_bytes=tree.total_bytes, level=1)
+                 python=python.version, installed_bytes=tree.total_bytes,
+                 codec=choose("gzip", (), 1))
     return out
 
 

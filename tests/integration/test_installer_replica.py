@@ -173,3 +173,33 @@ def test_noexec_is_refused_and_leaves_nothing(trixie: Replica, tmp_path: Path) -
         assert list(mnt.iterdir()) == []
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+# the replica has gzip and no zstd, as a minimal Debian: a zstd bundle is refused before
+# anything is written; a multi-member gzip bundle installs; one damaged in the middle of its
+# payload (read once, hashed while it is extracted) leaves the environment as it was
+CODECS_IN_THE_REPLICA = """
+sh zstd.run --prefix "$P"; echo "rc=$?"; ls -A "$HOME/envs" 2>/dev/null | wc -l
+sh gzip.run --prefix "$P" || exit 3
+sh damaged.run --prefix "$P" --force; echo "rc=$?"
+ls -A "$HOME/envs"
+. "$P/activate" && python3
+"""
+
+
+def test_codecs_and_a_damaged_payload_in_the_replica(trixie: Replica, tmp_path: Path) -> None:
+    made = {"zstd": bundle_of(tmp_path / "z", marker="z", codec="zstd"),
+            "gzip": bundle_of(tmp_path / "g", marker="gzip", big=18_000_000),
+            "damaged": bundle_of(tmp_path / "d", marker="damaged", big=2_000_000)}
+    data = bytearray(made["damaged"].read_bytes())
+    data[len(data) - 1_000_000] ^= 0xFF
+    made["damaged"].write_bytes(bytes(data))
+    binds = [(path, f"{HOME}/{name}.run") for name, path in made.items()]
+    proc = run(trixie, CODECS_IN_THE_REPLICA, binds, env={"P": PREFIX})
+    out = proc.stdout.split()
+    assert proc.returncode == 0 and out == ["rc=1", "0", "rc=1", "tiny", "gzip"], \
+        proc.stdout + proc.stderr
+    refusals = [ln for ln in proc.stderr.splitlines() if ln.startswith("gapship installer")]
+    assert len(refusals) == 2, proc.stderr
+    assert "zstd-compressed" in refusals[0] and "--codec gzip" in refusals[0]
+    assert "damaged" in refusals[1] and "Nothing was installed" in refusals[1]

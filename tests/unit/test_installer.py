@@ -13,6 +13,7 @@ import pytest
 
 from gapship import activate
 from gapship.bundle import write_bundle
+from gapship.bundle.codec import choose
 from gapship.files import write_json
 from gapship.node import layout
 from gapship.stage.manifest import build_manifest
@@ -42,11 +43,12 @@ def make_tree(root: Path, name: str = "tiny", big: int = 0, marker: str = "one",
 
 
 def bundle_of(tmp: Path, name: str = "tiny", big: int = 0, marker: str = "one",
-              small_files: int = 0, on_check: str = "") -> Path:
+              small_files: int = 0, on_check: str = "", codec: str = "gzip") -> Path:
     tree = make_tree(tmp / f"tree-{marker}", name, big, marker, small_files, on_check)
     size = sum(f.stat().st_size for f in tree.rglob("*") if f.is_file())
     return write_bundle(tree, tmp / f"{name}-{marker}.run", name=name, version="1.0",
-                        python="3.11.7", installed_bytes=size, level=1).path
+                        python="3.11.7", installed_bytes=size,
+                        codec=choose(codec, (), 1)).path
 
 
 def install(bundle: Path, prefix: Path | str, *extra: str, shell: str = "dash",

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gapship.bundle import write_bundle
+from gapship.bundle.codec import choose
 from gapship.bundle.signing import SIGNATURE_BYTES
 from tests.conftest import gapship, require_tool, shell_argv
 from tests.unit.test_installer import make_tree
@@ -32,7 +33,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def signed_bundle(tmp: Path, key: Path | None) -> Path:
     tree = make_tree(tmp / "tree")
     return write_bundle(tree, tmp / "tiny.run", name="tiny", version="1.0", python="3.11.7",
-                        installed_bytes=1, level=1, sign_key=key).path
+                        installed_bytes=1, codec=choose("gzip", (), 1), sign_key=key).path
 
 
 def run(bundle: Path, *args: str, home: Path, shell: str = "dash"
@@ -69,7 +70,8 @@ def test_a_signed_bundle_installs_with_its_key_and_check_prints_the_file_sha256(
 def test_pack_reports_the_same_file_sha256(tmp_path: Path, keys: dict[str, Path]) -> None:
     tree = make_tree(tmp_path / "tree")
     info = write_bundle(tree, tmp_path / "tiny.run", name="tiny", version="1.0",
-                        python="3.11.7", installed_bytes=1, level=1, sign_key=keys["builder"])
+                        python="3.11.7", installed_bytes=1, codec=choose("gzip", (), 1),
+                        sign_key=keys["builder"])
     assert info.signed and info.file_sha256 == hashlib.sha256(info.path.read_bytes()).hexdigest()
     # the signature is what openssl 1.0.2 checks: PKCS#1 v1.5, SHA-256, over header and payload
     data = info.path.read_bytes()

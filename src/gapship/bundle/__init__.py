@@ -1,5 +1,6 @@
-"""Tree -> a self-extracting ``.run``: a POSIX sh installer with a gzip'd tar payload appended,
-and, when signed, a signature of both after them.
+"""Tree -> a self-extracting ``.run``: a POSIX sh installer with a compressed tar payload
+appended (zstd or parallel gzip, see ``codec``), and, when signed, a signature of both after
+them.
 
 The header's values have fixed widths, so the header is written first with placeholders,
 the payload is streamed after it (hashing as it goes), and the header is then rewritten in
@@ -12,7 +13,6 @@ import hashlib
 import os
 import stat
 import tarfile
-import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 from gapship import ui
 from gapship.bundle import signing
+from gapship.bundle.codec import Codec, codec_level, compressor
 from gapship.errors import BundleError
 from gapship.node import layout
 
@@ -36,6 +37,8 @@ class BundleInfo:
     file_count: int
     file_sha256: str
     signed: bool
+    codec: str
+    level: int
 
 
 def _template() -> str:
@@ -44,7 +47,7 @@ def _template() -> str:
 
 def render_header(*, name: str, version: str, python: str, header_bytes: int,
                   payload_bytes: int, sha256: str, installed_kb: int, file_count: int,
-                  signature_bytes: int = 0) -> bytes:
+                  signature_bytes: int = 0, codec: str = "gzip") -> bytes:
     """The installer text with its values filled in; the length does not depend on numbers."""
     def num(value: int) -> str:
         text = str(value)
@@ -53,7 +56,8 @@ def render_header(*, name: str, version: str, python: str, header_bytes: int,
         return text.ljust(_WIDTH)
 
     values = {
-        "@NAME@": f"'{name}'", "@VERSION@": f"'{version}'", "@PYTHON@": f"'{python}'",
+        "@NAME@": f"'{name}'", "@CODEC@": f"'{codec}'",
+        "@VERSION@": f"'{version}'", "@PYTHON@": f"'{python}'",
         "@HEADER_BYTES@": num(header_bytes), "@PAYLOAD_BYTES@": num(payload_bytes),
         "@PAYLOAD_SHA256@": sha256.ljust(64), "@INSTALLED_KB@": num(installed_kb),
         "@FILE_COUNT@": num(file_count), "@SIGNATURE_BYTES@": num(signature_bytes),
@@ -82,21 +86,6 @@ class _HashingWriter:
         self.out.flush()
 
 
-class _GzipStream:
-    """gzip (RFC 1952) over a writer, with a fixed mtime so equal trees give equal bytes."""
-
-    def __init__(self, out: _HashingWriter, level: int) -> None:
-        self.out = out
-        self.compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
-
-    def write(self, data: bytes) -> int:
-        self.out.write(self.compressor.compress(data))
-        return len(data)
-
-    def close(self) -> None:
-        self.out.write(self.compressor.flush())
-
-
 def _members(tree: Path) -> list[Path]:
     """Every path in the tree, directories before their contents, the manifest last."""
     paths = sorted(tree.rglob("*"), key=lambda p: p.relative_to(tree).as_posix())
@@ -104,6 +93,8 @@ def _members(tree: Path) -> list[Path]:
     return [p for p in paths if p != manifest] + [manifest]
 
 
+# tarfile copies each file in pieces of this size to the compressor
+_COPY_BUFFER = 1 << 20
 _BLOCK = 4096
 # a symlink whose target fits in the inode (ext4: under 60 bytes) takes no block
 _FAST_SYMLINK = 60
@@ -150,10 +141,13 @@ def _file_digest(fh: BinaryIO, size: int) -> hashlib._Hash:
 
 
 def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
-                 installed_bytes: int, level: int = 6, sign_key: Path | None = None
-                 ) -> BundleInfo:
-    """Write ``out`` atomically from the staged environment ``tree``; with ``sign_key`` (a
-    private key from `gapship keygen`), append the signature of its header and payload."""
+                 installed_bytes: int, codec: Codec | None = None,
+                 sign_key: Path | None = None) -> BundleInfo:
+    """Write ``out`` atomically from the staged environment ``tree``, its payload compressed
+    with ``codec`` (default: gzip at level 6, which every target unpacks); with ``sign_key``
+    (a private key from `gapship keygen`), append the signature of its header and payload."""
+    if codec is None:
+        codec = Codec(name="gzip", level=codec_level("gzip", None), reason="the default")
     if not (tree / layout.MANIFEST).is_file():
         raise BundleError(f"{tree} has no {layout.MANIFEST}; stage the tree first.")
     key = signing.load_private_key(sign_key) if sign_key is not None else None
@@ -166,7 +160,8 @@ def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
         return render_header(name=name, version=version, python=python,
                              header_bytes=header_bytes, payload_bytes=payload_bytes,
                              sha256=sha256, installed_kb=installed_kb,
-                             file_count=len(members), signature_bytes=signature_bytes)
+                             file_count=len(members), signature_bytes=signature_bytes,
+                             codec=codec.name)
 
     placeholder = header_for(0, 0, "0" * 64)
     header_bytes = len(placeholder)
@@ -176,18 +171,25 @@ def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
         with tmp.open("w+b") as fh:
             fh.write(placeholder)
             hashing = _HashingWriter(fh)
-            gz = _GzipStream(hashing, level)
-            with ui.byte_progress(f"packing {out.name}", installed_bytes) as bar, \
-                    tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-                for path in members:
-                    info = _normalize(tar.gettarinfo(str(path), path.relative_to(tree).as_posix()))
-                    if info.isreg():
-                        with path.open("rb") as src:
-                            tar.addfile(info, src)
-                        bar.advance(info.size)
-                    else:
-                        tar.addfile(info)
-            gz.close()
+            stream = compressor(codec, hashing)
+            try:
+                with ui.byte_progress(f"packing {out.name} ({codec.name} -{codec.level})",
+                                      installed_bytes) as bar, \
+                        tarfile.TarFile(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[arg-type]
+                                        copybufsize=_COPY_BUFFER) as tar:
+                    for path in members:
+                        info = _normalize(tar.gettarinfo(str(path),
+                                                         path.relative_to(tree).as_posix()))
+                        if info.isreg():
+                            with path.open("rb") as src:
+                                tar.addfile(info, src)
+                            bar.advance(info.size)
+                        else:
+                            tar.addfile(info)
+            except BaseException:
+                stream.abort()
+                raise
+            stream.close()
             header = header_for(header_bytes, hashing.count, hashing.digest.hexdigest())
             if len(header) != header_bytes:
                 raise BundleError("the bundle header changed length; this is a gapship bug.")
@@ -210,4 +212,4 @@ def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
     return BundleInfo(path=out, size=out.stat().st_size, payload_sha256=hashing.digest.hexdigest(),
                       installed_bytes=installed_bytes, installed_kb=installed_kb,
                       file_count=len(members), file_sha256=whole.hexdigest(),
-                      signed=key is not None)
+                      signed=key is not None, codec=codec.name, level=codec.level)

@@ -2,18 +2,22 @@
 {
 # gapship self-extracting environment installer (sh NAME.run --help says how to use it).
 #
-# POSIX sh (dash, bash, ksh, mksh, zsh, busybox ash); needs tail, gzip, tar, sha256sum and df.
+# POSIX sh (dash, bash, ksh, mksh, zsh, busybox ash); needs tail, tar, tee, mkfifo, sha256sum,
+# df and the payload's decompressor (GAPSHIP_CODEC: zstd, or gzip, which busybox has too).
 # The whole header is one compound command, so the shell parses all of it before running any
 # of it: a bundle cut anywhere inside the header is a syntax error, never a silent exit 0, and
-# the size check is the first thing that runs. The payload is verified before anything is
-# written, streamed (memory does not grow with the bundle), extracted beside the prefix and
-# renamed into place only when complete, under a lock beside the prefix.
+# the size check is the first thing that runs. The payload is read once, streamed (memory does
+# not grow with the bundle): hashed while it is extracted into a hidden directory beside the
+# prefix, which is renamed into place only when the checksum matched and the tree is complete,
+# under a lock beside the prefix.
 
 # zsh runs this as POSIX sh too (no NOMATCH errors, word splitting as sh)
 [ -z "${ZSH_VERSION-}" ] || emulate sh
 GAPSHIP_NAME=@NAME@
 GAPSHIP_VERSION=@VERSION@
 GAPSHIP_PYTHON=@PYTHON@
+# the payload is a tar stream compressed with this command (as: NAME -dc)
+GAPSHIP_CODEC=@CODEC@
 GAPSHIP_HEADER_BYTES=@HEADER_BYTES@
 GAPSHIP_PAYLOAD_BYTES=@PAYLOAD_BYTES@
 GAPSHIP_PAYLOAD_SHA256=@PAYLOAD_SHA256@
@@ -68,11 +72,12 @@ Usage: sh $b [--prefix DIR] [--force] [--profile] [--trust KEY]
   --info         Print what this bundle holds, and install nothing.
   --help         Print this text.
 
-The bundle is verified before anything is written. It is extracted beside DIR and renamed
-into place only when it is complete, so an interrupted install leaves DIR as it was; the next
-run cleans up what an install that was killed left behind. Only one install into DIR runs at
-a time. After installing, activate the environment with: . DIR/activate (in csh or tcsh:
-source DIR/activate.csh; in fish: source DIR/activate.fish). DIR/bin/gapship-remove deletes it.
+The bundle is extracted beside DIR while its checksum is computed, and renamed into place only
+when the checksum matched and it is complete, so a damaged bundle or an interrupted install
+leaves DIR as it was; the next run cleans up what an install that was killed left behind.
+Only one install into DIR runs at a time. After installing, activate the environment with:
+. DIR/activate (in csh or tcsh: source DIR/activate.csh; in fish: source DIR/activate.fish).
+DIR/bin/gapship-remove deletes it.
 EOF
 }
 
@@ -102,15 +107,25 @@ done
 
 if [ "$mode" = info ]; then
     if [ "$GAPSHIP_SIGNATURE_BYTES" -gt 0 ]; then signed="yes (RSA-3072, SHA-256)"; else signed=no; fi
-    printf 'name: %s\nversion: %s\npython: %s\npayload: %s bytes, sha256 %s\ninstalled size: %s KB in %s files\nsigned: %s\n' \
+    printf 'name: %s\nversion: %s\npython: %s\npayload: %s bytes (%s), sha256 %s\ninstalled size: %s KB in %s files\nsigned: %s\n' \
         "$GAPSHIP_NAME" "$GAPSHIP_VERSION" "$GAPSHIP_PYTHON" "$GAPSHIP_PAYLOAD_BYTES" \
-        "$GAPSHIP_PAYLOAD_SHA256" "$GAPSHIP_INSTALLED_KB" "$GAPSHIP_FILE_COUNT" "$signed"
+        "$GAPSHIP_CODEC" "$GAPSHIP_PAYLOAD_SHA256" "$GAPSHIP_INSTALLED_KB" "$GAPSHIP_FILE_COUNT" "$signed"
     exit 0
 fi
 
-for tool in tail gzip tar df mkdir mv rm sed cat wc ls; do
+for tool in tail tar df mkdir mv rm sed cat wc ls; do
     command -v "$tool" >/dev/null 2>&1 || die "'$tool' is not installed on this machine; it is needed to install."
 done
+if [ "$mode" = install ]; then
+    for tool in tee mkfifo; do
+        command -v "$tool" >/dev/null 2>&1 || die "'$tool' is not installed on this machine; it is needed to install."
+    done
+    case $GAPSHIP_CODEC in
+        zstd) command -v zstd >/dev/null 2>&1 || die "this bundle is zstd-compressed and this machine has no zstd command. Nothing was installed; ask for a bundle packed with: gapship pack --codec gzip" ;;
+        gzip) command -v gzip >/dev/null 2>&1 || die "this bundle is gzip-compressed and this machine has no gzip command. Nothing was installed; install gzip (busybox's will do), or ask for a bundle packed with: gapship pack --codec zstd" ;;
+        *) die "the bundle is damaged: it names an unknown compression '$GAPSHIP_CODEC'. Send $(basename "$self") again." ;;
+    esac
+fi
 if command -v sha256sum >/dev/null 2>&1; then sha256() { sha256sum | sed 's/ .*//'; }
 elif command -v shasum >/dev/null 2>&1; then sha256() { shasum -a 256 | sed 's/ .*//'; }
 elif command -v openssl >/dev/null 2>&1; then sha256() { openssl dgst -sha256 | sed 's/.*= *//'; }
@@ -123,7 +138,7 @@ else
     payload() { tail -c +"$((GAPSHIP_HEADER_BYTES + 1))" "$self"; }
 fi
 
-# ---- the prefix, checked before the (long) checksum
+# ---- the prefix, checked before the payload is read
 nl='
 '
 if [ "$prefix_given" = 1 ]; then
@@ -183,14 +198,19 @@ check_prefix() {
 }
 [ "$mode" = check ] || check_prefix
 
-# ---- verify the checksum. Nothing is written before it passes.
-say "verifying $(basename "$self") ($GAPSHIP_PAYLOAD_BYTES bytes) ..."
-sum=$(payload | sha256)
-if [ "$sum" != "$GAPSHIP_PAYLOAD_SHA256" ]; then
-    die "the bundle is damaged: its checksum is $sum, expected $GAPSHIP_PAYLOAD_SHA256. Nothing was installed. Send $(basename "$self") again."
+damaged() {
+    die "the bundle is damaged: $1. Nothing was installed. Send $(basename "$self") again."
+}
+# ---- --check verifies the checksum alone; an install checks it while it extracts (below)
+if [ "$mode" = check ]; then
+    say "verifying $(basename "$self") ($GAPSHIP_PAYLOAD_BYTES bytes) ..."
+    sum=$(payload | sha256)
+    [ "$sum" = "$GAPSHIP_PAYLOAD_SHA256" ] || damaged "its checksum is $sum, expected $GAPSHIP_PAYLOAD_SHA256"
 fi
 
-# ---- who built it: the signature, against --trust KEY or the keys in ~/.config/gapship/trusted
+# ---- who built it: the signature, against --trust KEY or the keys in ~/.config/gapship/trusted.
+# Checking it is a separate read of the bundle, made only when there is a key to check it
+# with, before anything is written (the signature covers the header and the payload).
 trusted_dir="${XDG_CONFIG_HOME:-${HOME:-/nonexistent}/.config}/gapship/trusted"
 keys=
 if [ -n "$trust" ]; then
@@ -224,6 +244,9 @@ else
     IFS=$saved_ifs
     set +f
     rm -rf "$sigdir"
+    if [ -z "$signer" ] && [ "$mode" = install ] && [ "$(payload | sha256)" != "$GAPSHIP_PAYLOAD_SHA256" ]; then
+        damaged "its payload does not have the checksum its header records ($GAPSHIP_PAYLOAD_SHA256)"
+    fi
     [ -n "$signer" ] || die "the signature of $(basename "$self") does not verify with $(printf '%s' "$keys" | tr '\n' ' '): it was changed after signing, or someone else signed it. Nothing was installed."
     say "signature verified with $signer."
 fi
@@ -233,6 +256,10 @@ if [ "$mode" = check ]; then
     exit 0
 fi
 
+# the topmost directory this install creates: removed again (when still empty) if it fails
+made=
+_d=$parent
+while [ ! -e "$_d" ] && [ ! -L "$_d" ]; do made=$_d; _d=$(dirname "$_d"); done
 mkdir -p "$parent" 2>/dev/null || die "cannot create $parent (permission denied or read-only); choose a --prefix under your home or scratch."
 [ -w "$parent" ] || die "$parent is not writable; choose a --prefix under your home or scratch."
 
@@ -283,6 +310,11 @@ cleanup() {
     fi
     if [ "$moved_old" = 0 ] && [ -n "$work" ]; then rm -rf "$work"; fi
     if [ "$locked" = 1 ]; then rm -rf "$lock"; locked=0; fi
+    # the directories made for the prefix, when nothing was installed into them
+    _d=$parent
+    while [ -n "$made" ] && rmdir "$_d" 2>/dev/null && [ "$_d" != "$made" ]; do
+        _d=$(dirname "$_d")
+    done
 }
 trap 'cleanup; exit 130' INT TERM HUP
 trap cleanup EXIT
@@ -394,37 +426,65 @@ work=$(mktemp -d "$parent/.$base.gapship-install.XXXXXX" 2>/dev/null) || {
 printf '%s\n' "$my_record" > "$work/owner" && mkdir "$work/tree" \
     || die "cannot write in $work: not enough space on $parent (ENOSPC) or not writable."
 
+# ---- one read of the payload: tee hands it to sha256 (through a fifo, in the background) and
+# to the decompressor and tar, which extract into the hidden work directory. Every line the
+# pipeline reports goes to stdout, tagged: nothing is written to the disk being filled.
+fifo="$work/payload.fifo"
+mkfifo "$fifo" 2>/dev/null || die "cannot create a fifo in $work: not enough space on $parent (ENOSPC) or not writable."
 marker="@gapship-tar-exit@"
-# tar -v names each file as it lands: count them for progress. Prints tar's exit status, its
-# last error and its last "disk full" error on stdout: nothing is written to the disk being filled.
+# On a terminal, tar -v names each file as it lands: counted for a progress line. Elsewhere
+# tar is quiet, and only its error lines pass here. Prints "rc N", "err LINE", "full LINE":
+# tar's exit status, its last error and its last "disk full" error.
+if [ -t 2 ]; then verbose=v; else verbose=; fi
 progress() {
     n=0 rc=1 err= full=
-    if [ -t 2 ]; then step=$((GAPSHIP_FILE_COUNT / 100 + 1)); cr='\r'; else step=$((GAPSHIP_FILE_COUNT / 4 + 1)); cr='\n'; fi
+    step=$((GAPSHIP_FILE_COUNT / 100 + 1))
     while IFS= read -r line; do
         case $line in
             "$marker "*) rc=${line#"$marker "} ;;
             *"No space left"*|*"Disk quota"*|*"quota exceeded"*) full=$line ;;
             tar:*) err=$line ;;
-            *) n=$((n + 1))
-               if [ $((n % step)) = 0 ]; then
-                   printf "$cr  extracting: %d%% (%d/%d files)" $((n * 100 / GAPSHIP_FILE_COUNT)) "$n" "$GAPSHIP_FILE_COUNT" >&2
-               fi ;;
+            *) if [ -z "$verbose" ]; then err=$line; continue; fi
+               n=$((n + 1))
+               [ $((n % step)) != 0 ] || printf '\r  extracting: %d%% (%d/%d files)' \
+                   $((n * 100 / GAPSHIP_FILE_COUNT)) "$n" "$GAPSHIP_FILE_COUNT" >&2 ;;
         esac
     done
-    [ "$rc" != 0 ] || printf "$cr  extracting: done (%d files)\n" "$GAPSHIP_FILE_COUNT" >&2
-    printf '%s\n%s\n%s\n' "$rc" "$err" "$full"
+    [ -z "$verbose" ] || printf '\r' >&2
+    printf 'rc %s\nerr %s\nfull %s\n' "$rc" "$err" "$full"
 }
-say "installing $GAPSHIP_NAME into $prefix ..."
-result=$(payload | gzip -dc | (cd "$work/tree" && tar -xvf - 2>&1; echo "$marker $?") | progress)
-rc=$(printf '%s\n' "$result" | sed -n 1p)
-err=$(printf '%s\n' "$result" | sed -n 2p)
-full=$(printf '%s\n' "$result" | sed -n 3p)
-if [ "$rc" != 0 ] || [ ! -f "$work/tree/gapship/manifest.json" ]; then
-    [ "$rc" = 0 ] || printf '\n' >&2
+say "installing $GAPSHIP_NAME into $prefix (extracting and verifying $GAPSHIP_PAYLOAD_BYTES bytes, $GAPSHIP_CODEC) ..."
+# After tar, cat reads what is left, so that the whole payload is hashed even when tar stopped
+# early (disk full): the sum then tells a damaged bundle from a full disk.
+result=$( {
+    sha256 < "$fifo" | sed 's/^/sum /' &
+    payload | tee "$fifo" | { "$GAPSHIP_CODEC" -dc 2>/dev/null; echo "unpack $?" >&3; } \
+        | (cd "$work/tree" && tar "-x${verbose}f" - 2>&1; echo "$marker $?"; cat > /dev/null) \
+        | progress
+    wait
+} 3>&1 )
+field() { printf '%s\n' "$result" | sed -n "s/^$1 //p" | tail -n 1; }
+sum=$(field sum)
+unpack=$(field unpack)
+rc=$(field rc)
+err=$(field err)
+full=$(field full)
+if [ "$sum" != "$GAPSHIP_PAYLOAD_SHA256" ]; then
+    # a sum cut short by a decompressor that failed on an intact payload: read it again
+    if [ "$rc" = 0 ] && [ "$unpack" = 0 ] || [ "$(payload | sha256)" != "$GAPSHIP_PAYLOAD_SHA256" ]; then
+        rm -rf "$work/tree"
+        damaged "its payload does not have the checksum its header records ($GAPSHIP_PAYLOAD_SHA256)"
+    fi
+    err="$GAPSHIP_CODEC -dc exit ${unpack:-unknown}"
+fi
+if [ "$unpack" != 0 ] || [ "$rc" != 0 ] || [ ! -f "$work/tree/gapship/manifest.json" ]; then
     rm -rf "$work/tree"
     [ -z "$full" ] || die "not enough space on $parent: the disk filled up while extracting (ENOSPC: ${full#tar: }). Nothing was installed; free some space or choose another --prefix."
+    [ "$rc" != 0 ] || [ "$unpack" = 0 ] || err="$GAPSHIP_CODEC -dc exit ${unpack:-unknown}"
     die "extraction failed (${err:-tar exit ${rc:-unknown}}). Check free space and permissions under $parent; nothing was installed."
 fi
+rm -f "$fifo"
+say "  extracting: done ($GAPSHIP_FILE_COUNT files, checksum ok)"
 sh "$work/tree/gapship/libexec/write-activation.sh" "$work/tree" "$prefix" \
     || die "writing the activation files failed (see above); nothing was installed."
 

@@ -28,8 +28,13 @@ def register(sub: Any) -> None:
     p.add_argument("--target", default="local",
                    help="target.json from the probe, or `local` for this machine (default)")
     p.add_argument("-o", "--output", type=Path, help="the bundle to write (default: NAME.run)")
-    p.add_argument("--level", type=int, default=6, choices=range(1, 10), metavar="1-9",
-                   help="gzip level (default 6)")
+    p.add_argument("--codec", choices=("auto", "zstd", "gzip"), default="auto",
+                   help="the payload's compression: zstd (multi-threaded), or gzip in "
+                   "parallel members, which every target (busybox too) unpacks; auto "
+                   "(default) takes zstd where the target's probe found the zstd command")
+    p.add_argument("--level", type=int, metavar="N",
+                   help="compression level on the codec's own scale: zstd 1-19 (default 3), "
+                   "gzip 1-9 (default 6)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--sign", type=Path, metavar="KEY",
                    help="sign the bundle with this private key (from `gapship keygen`); the "
@@ -50,6 +55,8 @@ def report(result: PackResult) -> dict[str, Any]:
         "bundle": str(result.bundle.path), "bundle_bytes": result.bundle.size,
         "payload_sha256": result.bundle.payload_sha256,
         "file_sha256": result.bundle.file_sha256, "signed": result.bundle.signed,
+        "codec": {"name": result.bundle.codec, "level": result.bundle.level,
+                  "why": result.codec.reason},
         "installed_bytes": result.tree.total_bytes, "files": result.bundle.file_count,
         "python": result.lock.python_version, "platform": result.lock.platform_tag,
         "downloaded_bytes": result.fetched.downloaded_bytes,
@@ -78,6 +85,8 @@ def print_report(data: dict[str, Any]) -> None:
         f"\n[bold green]wrote[/] {data['bundle']}: {data['bundle_bytes'] / 1e6:.1f} MB, "
         f"{data['installed_bytes'] / 1e6:.1f} MB installed, {data['files']} files, "
         f"Python {data['python']} for {data['platform']}\n"
+        f"  compressed with {data['codec']['name']} -{data['codec']['level']} "
+        f"({data['codec']['why']})\n"
         f"  sha256 of the whole file: {data['file_sha256']}"
         f"{'  (signed)' if data['signed'] else ''}\n"
         f"  next: gapship try {data['bundle']}   (install it offline here first)\n"
@@ -120,7 +129,7 @@ def _pack(args: argparse.Namespace) -> PackResult:
     target = resolve_target(args.target)
     out = args.output or Path(f"{spec_or_lock.name}.run")
     if isinstance(spec_or_lock, Lock):
-        result = pack_lock(spec_or_lock, target, out, level=args.level,
+        result = pack_lock(spec_or_lock, target, out, codec=args.codec, level=args.level,
                            python_spec=python_spec(args, PythonSpec()),
                            smoke=not args.no_verify, sign_key=args.sign,
                            keep_tree=args.keep_tree)
@@ -129,6 +138,7 @@ def _pack(args: argparse.Namespace) -> PackResult:
         chosen = python_spec(args, spec.python_spec)
         if chosen is not None:
             spec = replace(spec, python_spec=chosen)
-        result = pack_spec(spec, target, out, level=args.level, smoke=not args.no_verify,
-                           sign_key=args.sign, keep_tree=args.keep_tree)
+        result = pack_spec(spec, target, out, codec=args.codec, level=args.level,
+                           smoke=not args.no_verify, sign_key=args.sign,
+                           keep_tree=args.keep_tree)
     return result
