@@ -18,12 +18,12 @@ from pathlib import Path
 from gapship import activate, doctor, ui
 from gapship.cache import cache_dir
 from gapship.errors import StageError
-from gapship.files import write_json
+from gapship.files import replace_bytes, write_json
 from gapship.node import layout
 from gapship.plan import Lock, cpu_needs_json
 from gapship.probe import TargetInfo
 from gapship.providers.python import SYSTEM_PREFIXES, Interpreter, PythonInstall
-from gapship.stage import cuda, glibc, manifest, relocate, target_closure
+from gapship.stage import bytecode, cuda, glibc, manifest, relocate, target_closure
 from gapship.stage.interpreter import stage_interpreter
 from gapship.stage.sdist import build_pure_wheels
 from gapship.tools import hermetic_env
@@ -59,7 +59,7 @@ def _install_wheels(lock: Lock, wheels: list[Path], site: Path, tree: Path) -> N
     cmd = [uv_bin(), "pip", "install", "--target", str(site), "--no-index", "--no-deps",
            "--offline", "--python", sys.executable, "--python-version", lock.python_version,
            "--python-platform", lock.platform_tag, "--only-binary", ":all:",
-           "--link-mode", "copy", "--quiet", *map(str, wheels)]
+           "--link-mode", "hardlink", "--quiet", *map(str, wheels)]
     _run(cmd, "installing the wheels", env=uv_env())
     # Console scripts land in site/bin; they belong in PREFIX/bin, beside python3.
     scripts = site / "bin"
@@ -92,7 +92,8 @@ def _fix_records(site: Path, moved: dict[str, str]) -> None:
             if path in moved:
                 line = f"{moved[path]},,"
             lines.append(line)
-        record.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        # a new file renamed over RECORD: the old one may be a hard link into uv's cache
+        replace_bytes(record, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def builder_needles(interpreter: Interpreter, workdir: Path) -> list[bytes]:
@@ -150,14 +151,10 @@ def stage_environment(lock: Lock, interpreter: Interpreter, fetched: list[Path],
                 "first use")
     else:
         ui.step("precompiling bytecode")
-        # compileall exits 1 when a few files do not compile (test data in py2 syntax): those
-        # simply stay uncompiled. Anything else means the interpreter itself failed.
-        # -d names the files as they will be on the target (/lib/...); 3.6 has no -s/-p
-        proc = subprocess.run([str(staged.compiler), "-I", "-B", "-m", "compileall", "-q",
-                               "-j", "0", "-d", "/lib", str(tree / "lib")],
-                              capture_output=True, text=True, check=False, env=hermetic_env())
-        if proc.returncode not in (0, 1):
-            raise StageError(f"precompiling bytecode failed: {proc.stderr.strip()[-300:]}")
+        # as compileall -d /lib: the files named as they will be on the target; sources that
+        # do not compile (test data in py2 syntax) stay uncompiled
+        compiled = bytecode.precompile(staged.compiler, tree / "lib")
+        ui.step(f"bytecode: {compiled.describe()}")
 
     ui.step("checking that no builder path is left")
     # target.json is the probe's record of the target itself, not a trace of the builder.

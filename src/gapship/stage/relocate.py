@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from gapship.errors import StageError
+from gapship.files import replace_bytes
 
 # A file that is both a POSIX sh script and a Python script: sh execs the python3 found
 # beside the (resolved) script, Python reads the first lines as a string.
@@ -45,10 +46,7 @@ def rewrite_script(path: Path) -> bool:
     if not match:
         return False
     body = path.read_bytes()[match.end():]
-    tmp = path.with_name(path.name + ".gapship-tmp")
-    tmp.write_bytes(TRAMPOLINE.encode() + body)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
+    replace_bytes(path, TRAMPOLINE.encode() + body, 0o755)
     return True
 
 
@@ -60,7 +58,7 @@ def relocate_sysconfigdata(stdlib: Path, src_prefix: Path) -> list[Path]:
         if str(src_prefix) not in text:
             continue
         text = text.replace(str(src_prefix), _SYSCONFIG_TOKEN) + _SYSCONFIG_FOOTER
-        path.write_text(text, encoding="utf-8")
+        replace_bytes(path, text.encode("utf-8"))
         changed.append(path)
     return changed
 
@@ -87,10 +85,7 @@ def replace_c_strings(path: Path, old: bytes, new: bytes) -> int:
         count += 1
         start = data.find(old, start + 1)
     if count:
-        tmp = path.with_name(path.name + ".gapship-tmp")
-        tmp.write_bytes(bytes(data))
-        os.chmod(tmp, path.stat().st_mode)
-        os.replace(tmp, path)
+        replace_bytes(path, bytes(data))
     return count
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from gapship import versions
 from gapship.compat import headless_alternatives, is_system_library
 from gapship.errors import CompatError, StageError
+from gapship.files import edited
 from gapship.node import layout
 from gapship.node.closure import Scan, scan
 from gapship.node.elf import GLIBC, ElfError, ElfFile, read_elf, version_needs
@@ -171,12 +172,15 @@ def _add_runpath(path: Path, directory: Path) -> None:
     current = [p for p in (info.rpath if uses_rpath else info.runpath) if p]
     if entry in current:
         return
-    cmd = [patchelf_bin(), "--set-rpath", ":".join([*current, entry]), str(path)]
+    cmd = [patchelf_bin(), "--set-rpath", ":".join([*current, entry])]
     if uses_rpath:
         cmd.insert(1, "--force-rpath")  # DT_RPATH reaches the libraries it loads; keep it so
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=hermetic_env())
-    if proc.returncode != 0:
-        raise StageError(f"patchelf failed on {path}: {proc.stderr.strip()}")
+    # patchelf writes in place: a wheel's library may be a hard link into uv's cache
+    with edited(path) as work:
+        proc = subprocess.run([*cmd, str(work)], capture_output=True, text=True, check=False,
+                              env=hermetic_env())
+        if proc.returncode != 0:  # raised inside: the file is left as it was
+            raise StageError(f"patchelf failed on {path}: {proc.stderr.strip()}")
 
 
 def check_against_target(tree: Path, target: TargetInfo, sysroot: Path | None) -> ClosureReport:
