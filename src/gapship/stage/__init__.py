@@ -23,7 +23,15 @@ from gapship.node import layout
 from gapship.plan import Lock, cpu_needs_json
 from gapship.probe import TargetInfo
 from gapship.providers.python import SYSTEM_PREFIXES, Interpreter, PythonInstall
-from gapship.stage import bytecode, cuda, glibc, manifest, relocate, target_closure
+from gapship.stage import (
+    bytecode,
+    cuda,
+    glibc,
+    manifest,
+    relocate,
+    target_closure,
+    treescan,
+)
 from gapship.stage.interpreter import stage_interpreter
 from gapship.stage.sdist import build_pure_wheels
 from gapship.tools import hermetic_env
@@ -42,6 +50,8 @@ class StagedTree:
     distributions: tuple[dict[str, object], ...]
     warnings: tuple[str, ...]
     proven: tuple[str, ...] = ()  # what the static checks proved, one line each
+    # every path of the tree as the bundle stores it (directories first, the manifest last)
+    members: tuple[Path, ...] = ()
 
 
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
@@ -156,33 +166,39 @@ def stage_environment(lock: Lock, interpreter: Interpreter, fetched: list[Path],
         compiled = bytecode.precompile(staged.compiler, tree / "lib")
         ui.step(f"bytecode: {compiled.describe()}")
 
-    ui.step("checking that no builder path is left")
+    ui.step("reading every file once: sha256, builder paths, ELF")
     # target.json is the probe's record of the target itself, not a trace of the builder.
-    relocate.check_no_builder_paths(tree, builder_needles(interpreter, workdir),
-                                    skip=(layout.TARGET,))
-    escaping = relocate.symlinks_escaping(tree)
+    scanned = treescan.scan_tree(tree, builder_needles(interpreter, workdir),
+                                 skip=(layout.TARGET,))
+    ui.step(f"checked that no builder path is left in {len(scanned.files)} files")
+    relocate.raise_builder_paths(scanned.hits)
+    escaping = scanned.escaping_symlinks()
     if escaping:
         raise StageError(f"symlinks point outside the environment: {', '.join(escaping[:10])}.")
 
     ui.step("resolving every library the environment needs as the target's loader will")
     closure = target_closure.check_against_target(
-        tree, target, interpreter.sysroot if isinstance(interpreter, PythonInstall) else None)
+        tree, target, interpreter.sysroot if isinstance(interpreter, PythonInstall) else None,
+        scanned)
     if closure.grafted:
         ui.step("grafted from this builder for the target: " + ", ".join(closure.grafted))
+        # a grafted library was not there to be scanned for builder paths
+        relocate.raise_builder_paths(scanned.hits)
     warnings += closure.warnings
     if closure.target_libraries is None:
         warnings.append("target.json has no list of the target's libraries (an older probe): "
                         "only the libraries every glibc system has were assumed; probe again "
                         "for a full check")
     ui.step(f"checking glibc needs against the target ({target.describe()})")
-    warnings += glibc.check_target_runs(glibc.collect_needs(tree), target)
+    warnings += glibc.check_target_runs(glibc.collect_needs(tree, scanned), target)
     proof = glibc.proof(target)
     proven_glibc = (proof,) if proof else ()
 
-    data = manifest.build_manifest(tree)
+    data = scanned.manifest()
     write_json(tree / layout.MANIFEST, data)
     return StagedTree(path=tree, python_minor=interpreter.minor,
                       site_packages=site.relative_to(tree).as_posix(),
                       total_bytes=data["total_bytes"], file_count=len(data["files"]),
                       distributions=tuple(dists), warnings=tuple(warnings),
-                      proven=(*proven_glibc, closure.summary()))
+                      proven=(*proven_glibc, closure.summary()),
+                      members=tuple(scanned.members(last=layout.MANIFEST)))
