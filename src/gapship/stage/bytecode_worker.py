@@ -142,8 +142,9 @@ def main(argv: List[str]) -> int:
         if pyc is None or os.path.exists(cfile):
             misses.append((source, sub_ddir, entry))
             continue
+        # py_compile's mode: the source's, writable by its owner
         _write_atomic(cfile, _with_source_stats(pyc, source),
-                      os.stat(source).st_mode & 0o666)
+                      (os.stat(source).st_mode | 0o200) & 0o666)
         counts["cached"] += 1
     if len(misses) > 1 and (os.cpu_count() or 1) > 1:
         from concurrent.futures import ProcessPoolExecutor
