@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import py_compile
 import shutil
 import stat
 import subprocess
@@ -45,6 +46,10 @@ def _sources(root: Path) -> Path:
     deep.mkdir(parents=True)
     (deep / "deep.py").write_text("Z = 'deep'\n")
     (root / "lib" / "notes.txt").write_text("not python\n")
+    # a wheel that ships its own up-to-date .pyc: compileall leaves it as it is
+    (pkg / "shipped.py").write_text("S = 'shipped'\n")
+    py_compile.compile(str(pkg / "shipped.py"), dfile="/where/the/wheel/was/built.py",
+                       doraise=True)
     return root / "lib"
 
 
@@ -66,10 +71,12 @@ def test_cached_bytecode_is_byte_identical_to_a_fresh_compileall(tmp_path: Path)
     shutil.copytree(fresh, cold, symlinks=True)
     _compileall(fresh)
     expected = _bytecode(fresh)
-    assert len(expected) == 5 and not any("py2" in k for k in expected)
+    assert len(expected) == 6 and not any("py2" in k for k in expected)
+    assert b"/where/the/wheel" in expected[
+        "python3.x/site-packages/pkg/__pycache__/shipped.cpython-311.pyc"][0]
 
     first = bytecode.precompile(COMPILER, cold, cache)
-    assert (first.compiled, first.cached, first.failed) == (5, 0, 1)
+    assert (first.compiled, first.cached, first.failed, first.skipped) == (5, 0, 1, 1)
     assert _bytecode(cold) == expected
 
     # a later pack: the same sources, new mtimes (a fresh install): nothing is compiled
@@ -79,7 +86,8 @@ def test_cached_bytecode_is_byte_identical_to_a_fresh_compileall(tmp_path: Path)
     again = tmp_path / "again" / "lib"
     shutil.copytree(warm, again, symlinks=True)
     second = bytecode.precompile(COMPILER, warm, cache)
-    assert (second.compiled, second.cached, second.failed) == (0, 5, 1)
+    assert (second.compiled, second.cached, second.failed) == (1, 5, 1)  # shipped.py's .pyc
+    # is out of date after the mtime change: compiled now, as compileall does
     _compileall(again)
     assert _bytecode(warm) == _bytecode(again) != expected  # the header holds the mtime
 

@@ -30,6 +30,7 @@ class Compiled:
     cached: int  # copied from the cache
     compiled: int  # compiled now (and kept)
     failed: int  # do not compile (py2 test data): they stay uncompiled, as with compileall
+    skipped: int = 0  # a wheel shipped their .pyc, up to date: left alone, as compileall does
 
     def describe(self) -> str:
         return (f"{self.files} modules: {self.cached} from the bytecode cache, "
@@ -61,7 +62,8 @@ def precompile(compiler: Path, lib: Path, cache: Path | None = None) -> Compiled
     try:
         counts = json.loads(proc.stdout.strip().splitlines()[-1])
         return Compiled(files=int(counts["files"]), cached=int(counts["cached"]),
-                        compiled=int(counts["compiled"]), failed=int(counts["failed"]))
+                        compiled=int(counts["compiled"]), failed=int(counts["failed"]),
+                        skipped=int(counts.get("skipped", 0)))
     except (ValueError, KeyError, IndexError) as exc:
         raise StageError(f"precompiling bytecode said nothing readable: {proc.stdout[-200:]}"
                          ) from exc

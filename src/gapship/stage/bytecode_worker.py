@@ -74,10 +74,10 @@ def _load(path: str) -> Optional[bytes]:
     return pyc
 
 
-def _with_source_stats(pyc: bytes, source: str) -> bytes:
-    """The .pyc with the header's source mtime and size taken from ``source`` (timestamp
-    .pyc files only; hash-based ones hold the source's hash, the same for the same bytes)."""
-    st = os.stat(source)
+def _with_source_stats(pyc: bytes, st: os.stat_result) -> bytes:
+    """The .pyc with the header's source mtime and size taken from the source's ``st``
+    (timestamp .pyc files only; hash-based ones hold the source's hash, the same for the
+    same bytes)."""
     stats = struct.pack("<LL", int(st.st_mtime) & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF)
     if not _TIMESTAMP_HEADER:
         return pyc[:4] + stats + pyc[12:]
@@ -100,18 +100,40 @@ def _up_to_date(source: str, cfile: str) -> bool:
     return head[:8] == struct.pack("<4sL", importlib.util.MAGIC_NUMBER, mtime)
 
 
-def compile_one(job: Tuple[str, str, str]) -> bool:
-    """Compile ``source`` as compileall does and keep the result under ``entry``."""
-    source, ddir, entry = job
-    cfile = importlib.util.cache_from_source(source)
+def _compile(source: str, ddir: str, cfile: str, entry: str) -> str:
+    """Compile ``source`` as compileall does and keep the result under ``entry`` (if any)."""
     ok = compileall.compile_file(source, ddir=ddir, quiet=2)
-    if ok and os.path.isfile(cfile):
+    if not entry:  # a .pyc a wheel shipped, out of date: not for the cache
+        pass
+    elif ok and os.path.isfile(cfile):
         with open(cfile, "rb") as fh:
             pyc = fh.read()
         _write_atomic(entry, pyc + hashlib.sha256(pyc).digest())
     elif not ok:
         _write_atomic(entry + ".fail", b"")
-    return bool(ok)
+    return "compiled" if ok else "failed"
+
+
+def process(job: Tuple[str, str, str, str]) -> str:
+    """One source: its .pyc from the cache, else compiled (and kept); what happened."""
+    cache, ident, source, ddir = job
+    cfile = importlib.util.cache_from_source(source)
+    if os.path.exists(cfile):  # shipped by a wheel: compileall's own judgement
+        return "skipped" if _up_to_date(source, cfile) else _compile(source, ddir, cfile, "")
+    with open(source, "rb") as fh:
+        content = hashlib.sha256(fh.read()).hexdigest()
+    dfile = os.path.join(ddir, os.path.basename(source))
+    key = hashlib.sha256("\0".join([ident, dfile, content]).encode()).hexdigest()
+    entry = _entry(cache, key)
+    if os.path.exists(entry + ".fail"):
+        return "failed"
+    pyc = _load(entry)
+    if pyc is None:
+        return _compile(source, ddir, cfile, entry)
+    st = os.stat(source)
+    # py_compile's mode: the source's, writable by its owner
+    _write_atomic(cfile, _with_source_stats(pyc, st), (st.st_mode | 0o200) & 0o666)
+    return "cached"
 
 
 def main(argv: List[str]) -> int:
@@ -119,41 +141,21 @@ def main(argv: List[str]) -> int:
     maxlevels = 10 if sys.version_info < (3, 9) else sys.getrecursionlimit()
     ident = "\0".join([identity, sys.version, importlib.util.MAGIC_NUMBER.hex(),
                        str(sys.flags.optimize), str("SOURCE_DATE_EPOCH" in os.environ)])
-    counts = {"cached": 0, "compiled": 0, "failed": 0, "files": 0}
-    misses = []  # type: List[Tuple[str, str, str]]
+    jobs = []  # type: List[Tuple[str, str, str, str]]
     for source in walk(root, maxlevels):
         if not source.endswith(".py") or not os.path.isfile(source):
             continue
-        counts["files"] += 1
         rel = os.path.relpath(os.path.dirname(source), root)
-        sub_ddir = ddir if rel == "." else os.path.join(ddir, rel)
-        cfile = importlib.util.cache_from_source(source)
-        if os.path.exists(cfile) and _up_to_date(source, cfile):
-            continue
-        with open(source, "rb") as fh:
-            content = hashlib.sha256(fh.read()).hexdigest()
-        dfile = os.path.join(sub_ddir, os.path.basename(source))
-        key = hashlib.sha256("\0".join([ident, dfile, content]).encode()).hexdigest()
-        entry = _entry(cache, key)
-        if os.path.exists(entry + ".fail"):
-            counts["failed"] += 1
-            continue
-        pyc = _load(entry)
-        if pyc is None or os.path.exists(cfile):
-            misses.append((source, sub_ddir, entry))
-            continue
-        # py_compile's mode: the source's, writable by its owner
-        _write_atomic(cfile, _with_source_stats(pyc, source),
-                      (os.stat(source).st_mode | 0o200) & 0o666)
-        counts["cached"] += 1
-    if len(misses) > 1 and (os.cpu_count() or 1) > 1:
+        jobs.append((cache, ident, source, ddir if rel == "." else os.path.join(ddir, rel)))
+    if len(jobs) > 64 and (os.cpu_count() or 1) > 1:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor() as pool:
-            results = list(pool.map(compile_one, misses, chunksize=8))
+            results = list(pool.map(process, jobs, chunksize=16))
     else:
-        results = [compile_one(job) for job in misses]
-    counts["compiled"] = sum(1 for r in results if r)
-    counts["failed"] += sum(1 for r in results if not r)
+        results = [process(job) for job in jobs]
+    counts = {"files": len(jobs), "cached": 0, "compiled": 0, "failed": 0, "skipped": 0}
+    for result in results:
+        counts[result] += 1
     sys.stdout.write(json.dumps(counts) + "\n")
     return 0
 
