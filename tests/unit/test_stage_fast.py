@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,7 +25,7 @@ from gapship.node import layout
 from gapship.plan import Lock
 from gapship.stage import _install_wheels, bytecode, relocate, target_closure, treescan
 from gapship.stage.manifest import build_manifest
-from tests.conftest import require_tool
+from tests.conftest import require, require_tool
 from tests.unit.test_installer import install, make_tree
 
 COMPILER = Path(sys.executable)
@@ -291,3 +292,27 @@ def test_hard_linked_files_install_as_separate_files(tmp_path: Path) -> None:
     one, two = prefix / "data.bin", prefix / "bin" / "data-again.bin"
     assert one.read_bytes() == two.read_bytes() == outside.read_bytes()
     assert one.stat().st_ino != two.stat().st_ino
+
+
+def test_staging_copies_where_hard_links_cannot_reach(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    shm = Path("/dev/shm")
+    require(shm.is_dir() and os.access(shm, os.W_OK)
+            and shm.stat().st_dev != tmp_path.stat().st_dev,
+            "/dev/shm, another filesystem than the tests' temporary directory")
+    monkeypatch.setenv("GAPSHIP_CACHE_DIR", str(tmp_path / "gapship"))
+    monkeypatch.delenv("UV_CACHE_DIR", raising=False)
+    lock = cast(Lock, SimpleNamespace(python_version="3.11",
+                                      platform_tag="manylinux_2_28_x86_64"))
+    tree = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        site = tree / "lib" / "python3.11" / "site-packages"
+        site.mkdir(parents=True)
+        (tree / "bin").mkdir()
+        _install_wheels(lock, [_wheel(tmp_path)], site, tree)
+        installed = site / "hello" / "__init__.py"
+        assert installed.read_text().startswith("def main")
+        assert installed.stat().st_nlink == 1
+        assert (tree / "bin" / "hello").is_file()
+    finally:
+        shutil.rmtree(tree)
