@@ -18,7 +18,7 @@ import json
 import os
 import struct
 import sys
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Set, Tuple
 
 _DIGEST = 32  # a cache entry is the .pyc followed by its sha256
 _TIMESTAMP_HEADER = sys.version_info >= (3, 7)
@@ -45,19 +45,30 @@ def _entry(cache: str, key: str) -> str:
     return os.path.join(cache, key[:2], key)
 
 
+_MADE: Set[str] = set()  # directories known to exist (one mkdir per directory)
+
+
 def _write_atomic(path: str, data: bytes, mode: int = 0o666) -> None:
     """Write ``path`` whole or not at all (the file mode as py_compile gives a .pyc)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    directory = os.path.dirname(path)
+    if directory not in _MADE:
+        os.makedirs(directory, exist_ok=True)
+        _MADE.add(directory)
     tmp = "%s.%d.tmp" % (path, os.getpid())
-    if os.path.lexists(tmp):  # left by a run that was killed
-        os.unlink(tmp)
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY
     try:
-        with os.fdopen(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode), "wb") as fh:
+        fd = os.open(tmp, flags, mode)
+    except FileExistsError:  # left by a run that was killed
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
+    except BaseException:
+        if os.path.lexists(tmp):
             os.unlink(tmp)
+        raise
 
 
 def _load(path: str) -> Optional[bytes]:
@@ -125,10 +136,10 @@ def process(job: Tuple[str, str, str, str]) -> str:
     dfile = os.path.join(ddir, os.path.basename(source))
     key = hashlib.sha256("\0".join([ident, dfile, content]).encode()).hexdigest()
     entry = _entry(cache, key)
-    if os.path.exists(entry + ".fail"):
-        return "failed"
     pyc = _load(entry)
     if pyc is None:
+        if os.path.exists(entry + ".fail"):
+            return "failed"
         return _compile(source, ddir, cfile, entry)
     st = os.stat(source)
     # py_compile's mode: the source's, writable by its owner
