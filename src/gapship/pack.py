@@ -186,7 +186,7 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
                      else verify.skipped("--no-verify"))
         bundle = write_bundle(tree.path, out, name=lock.name, version=lock.env_version,
                               python=interpreter.version, installed_bytes=tree.total_bytes,
-                              codec=codec, sign_key=sign_key)
+                              codec=codec, sign_key=sign_key, members=tree.members)
         if keep_tree is not None:
             shutil.rmtree(keep_tree, ignore_errors=True)
             shutil.move(str(tree.path), keep_tree)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -11,5 +12,9 @@ def install_shipped(package: str, files: dict[str, tuple[str, int]], root: Path)
     for name, (rel, mode) in files.items():
         dest = root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(resources.files(package).joinpath(name).read_bytes())
-        dest.chmod(mode)
+        # a new file renamed into place: a staged file of that name may be a hard link
+        # into uv's cache, which writing in place would change
+        tmp = dest.with_name(f".{dest.name}.shipped")
+        tmp.write_bytes(resources.files(package).joinpath(name).read_bytes())
+        tmp.chmod(mode)
+        os.replace(tmp, dest)

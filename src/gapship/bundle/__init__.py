@@ -13,6 +13,7 @@ import hashlib
 import os
 import stat
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -86,8 +87,11 @@ class _HashingWriter:
         self.out.flush()
 
 
-def _members(tree: Path) -> list[Path]:
-    """Every path in the tree, directories before their contents, the manifest last."""
+def _members(tree: Path, listed: Sequence[Path] | None = None) -> list[Path]:
+    """Every path in the tree, directories before their contents, the manifest last
+    (``listed``: that list as the stage's one pass over the tree made it)."""
+    if listed:
+        return list(listed)
     paths = sorted(tree.rglob("*"), key=lambda p: p.relative_to(tree).as_posix())
     manifest = tree / layout.MANIFEST
     return [p for p in paths if p != manifest] + [manifest]
@@ -102,18 +106,14 @@ _FAST_SYMLINK = 60
 
 def disk_usage_kb(members: list[Path]) -> int:
     """KiB the tree takes once extracted, as du counts it: each file, directory and long
-    symlink rounded up to 4 KiB blocks; hard links counted once."""
-    seen: set[tuple[int, int]] = set()
+    symlink rounded up to 4 KiB blocks. Files hard-linked together (or to uv's cache) are
+    stored as regular files, so each counts."""
     blocks = 0
     for path in members:
         st = path.lstat()
         if stat.S_ISLNK(st.st_mode):
             blocks += 1 if len(os.readlink(path)) >= _FAST_SYMLINK else 0
             continue
-        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
         # a directory of many entries takes more than one block, here as on the target
         size = max(_BLOCK, st.st_size) if stat.S_ISDIR(st.st_mode) else st.st_size
         blocks += -(-size // _BLOCK)
@@ -142,17 +142,19 @@ def _file_digest(fh: BinaryIO, size: int) -> hashlib._Hash:
 
 def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
                  installed_bytes: int, codec: Codec | None = None,
-                 sign_key: Path | None = None) -> BundleInfo:
+                 sign_key: Path | None = None, members: Sequence[Path] | None = None
+                 ) -> BundleInfo:
     """Write ``out`` atomically from the staged environment ``tree``, its payload compressed
     with ``codec`` (default: gzip at level 6, which every target unpacks); with ``sign_key``
-    (a private key from `gapship keygen`), append the signature of its header and payload."""
+    (a private key from `gapship keygen`), append the signature of its header and payload.
+    ``members``: the tree's paths as the stage's one pass listed them (else walked here)."""
     if codec is None:
         codec = Codec(name="gzip", level=codec_level("gzip", None), reason="the default")
     if not (tree / layout.MANIFEST).is_file():
         raise BundleError(f"{tree} has no {layout.MANIFEST}; stage the tree first.")
     key = signing.load_private_key(sign_key) if sign_key is not None else None
     signature_bytes = signing.SIGNATURE_BYTES if key is not None else 0
-    members = _members(tree)
+    members = _members(tree, members)
     # the root directory itself is created too
     installed_kb = disk_usage_kb(members) + _BLOCK // 1024
 
@@ -180,6 +182,9 @@ def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
                     for path in members:
                         info = _normalize(tar.gettarinfo(str(path),
                                                          path.relative_to(tree).as_posix()))
+                        if info.islnk():  # hard links (staged from uv's cache) go as files
+                            info.type, info.linkname = tarfile.REGTYPE, ""
+                            info.size = path.stat().st_size
                         if info.isreg():
                             with path.open("rb") as src:
                                 tar.addfile(info, src)

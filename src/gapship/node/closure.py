@@ -43,8 +43,9 @@ class Scan(object):
         self.interp_missing = {}    # PT_INTERP path -> [needing path]
 
 
-def scan(prefix, loader=None, main_exe=None):
-    """Resolve every ELF file of ``prefix``; returns a Scan."""
+def scan(prefix, loader=None, main_exe=None, paths=None):
+    """Resolve every ELF file of ``prefix`` (``paths``: those ``iter_elf_paths`` would
+    yield, already listed by the caller); returns a Scan."""
     prefix = os.path.abspath(prefix)
     loader = loader or Loader()
     result = Scan()
@@ -53,7 +54,7 @@ def scan(prefix, loader=None, main_exe=None):
     if not isinstance(main, elfmod.ElfFile):
         main = None
     objs = []
-    for path in elfmod.iter_elf_paths(prefix):
+    for path in elfmod.iter_elf_paths(prefix) if paths is None else paths:
         obj = loader.read(path)
         if isinstance(obj, elfmod.ElfError):
             result.unreadable.append((path, str(obj)))

@@ -1,5 +1,6 @@
 # Types of closure.py for the builder's mypy; closure.py itself runs unannotated on Python 3.6+.
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from .base import Check
@@ -26,7 +27,8 @@ class Scan:
     interp_missing: dict[str, list[str]]
     def __init__(self) -> None: ...
 
-def scan(prefix: _Path, loader: Loader | None = ..., main_exe: str | None = ...) -> Scan: ...
+def scan(prefix: _Path, loader: Loader | None = ..., main_exe: str | None = ...,
+         paths: Iterable[str] | None = ...) -> Scan: ...
 def running_glibc() -> str | None: ...
 def check_closure(prefix: _Path, owners: Owners | None = ..., loader: Loader | None = ...,
                   context: dict[str, Any] | None = ...) -> tuple[list[Check], Scan]: ...

@@ -87,11 +87,14 @@ _SKIP_SUFFIXES = (".py", ".pyc", ".pyi", ".txt", ".json", ".h", ".hpp", ".sh", "
 _S_IFMT, _S_IFREG = 0o170000, 0o100000
 
 
-def _might_be_elf(name, mode):
+def might_be_elf(name, mode):
     """Cheap filter before opening a file: shared objects and executables only."""
     if ".so" in name:
         return True
     return bool(mode & 0o111) and not name.endswith(_SKIP_SUFFIXES)
+
+
+_might_be_elf = might_be_elf
 
 
 def iter_elf_paths(root, every_file=False):
@@ -183,13 +186,21 @@ def version_needs(files, is_system):
     """The VersionNeeds of ``files`` ({path: the name to report it by}) on the libraries
     ``is_system(name)`` says a system provides (a wheel's own libstdc++ copy does not count).
     Files that are not ELF, or damaged, are left out."""
-    found = {GLIBC: {}, GLIBCXX: {}}
+    read = []
     for path, name in files.items():
         try:
-            elf = read_elf(path)
+            read.append((name, read_elf(path)))
         except ElfError:
             continue
-        if elf is None:
+    return version_needs_of(read, is_system)
+
+
+def version_needs_of(elfs, is_system):
+    """``version_needs`` of files already read: [(the name to report it by, ElfFile, or
+    None / an ElfError for a file that is not ELF or damaged: left out)]."""
+    found = {GLIBC: {}, GLIBCXX: {}}
+    for name, elf in elfs:
+        if not isinstance(elf, ElfFile):
             continue
         for lib, versions in elf.version_needs.items():
             if not is_system(lib):
@@ -208,6 +219,11 @@ def read_header(path):
             head = fh.read(20)
     except (OSError, IOError):
         return None
+    return header_of(head)
+
+
+def header_of(head):
+    """(class, byte order, machine) from a file's first 20 bytes; None when not ELF."""
     if len(head) < 20 or head[:4] != ELF_MAGIC:
         return None
     endian = {1: "<", 2: ">"}.get(bytearray(head)[5])
@@ -240,10 +256,22 @@ def read_elf(path):
     header = read_header(path)
     if header is None:
         return None
+    with open(path, "rb") as fh:
+        return parse_elf(fh, path)
+
+
+def parse_elf(fh, path):
+    """The ElfFile of the open binary file ``fh`` (seekable; read from its start, a few small
+    ranges) reported as ``path``; None when it is not ELF; ElfError when it is corrupt.
+    A caller that reads the whole file anyway (to hash it) parses it here on the same
+    handle, so each file is opened once."""
+    fh.seek(0)
+    header = header_of(fh.read(20))
+    if header is None:
+        return None
     elf_class, endian, machine = header
     try:
-        with open(path, "rb") as fh:
-            return _parse(_Reader(fh, endian, elf_class), path, elf_class, endian, machine)
+        return _parse(_Reader(fh, endian, elf_class), path, elf_class, endian, machine)
     except (struct.error, ValueError, OverflowError) as exc:
         raise ElfError(str(exc)) from exc
 

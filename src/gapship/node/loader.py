@@ -185,6 +185,15 @@ class Loader(object):
                 self._files[real] = None
         return self._files[real]
 
+    def remember(self, path, result):
+        """Take ``result`` (what ``read`` would return) as ``path``'s, read elsewhere (the
+        builder's one pass over a staged tree)."""
+        try:
+            real = self.real_path(path)
+        except (OSError, IOError):
+            return
+        self._files[real] = result
+
     def cache_lookup(self, soname, elf_class, machine):
         if self._cache is None:
             self._cache = {}

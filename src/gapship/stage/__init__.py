@@ -18,12 +18,20 @@ from pathlib import Path
 from gapship import activate, doctor, ui
 from gapship.cache import cache_dir
 from gapship.errors import StageError
-from gapship.files import write_json
+from gapship.files import replace_bytes, write_json
 from gapship.node import layout
 from gapship.plan import Lock, cpu_needs_json
 from gapship.probe import TargetInfo
 from gapship.providers.python import SYSTEM_PREFIXES, Interpreter, PythonInstall
-from gapship.stage import cuda, glibc, manifest, relocate, target_closure
+from gapship.stage import (
+    bytecode,
+    cuda,
+    glibc,
+    manifest,
+    relocate,
+    target_closure,
+    treescan,
+)
 from gapship.stage.interpreter import stage_interpreter
 from gapship.stage.sdist import build_pure_wheels
 from gapship.tools import hermetic_env
@@ -42,6 +50,8 @@ class StagedTree:
     distributions: tuple[dict[str, object], ...]
     warnings: tuple[str, ...]
     proven: tuple[str, ...] = ()  # what the static checks proved, one line each
+    # every path of the tree as the bundle stores it (directories first, the manifest last)
+    members: tuple[Path, ...] = ()
 
 
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
@@ -59,7 +69,7 @@ def _install_wheels(lock: Lock, wheels: list[Path], site: Path, tree: Path) -> N
     cmd = [uv_bin(), "pip", "install", "--target", str(site), "--no-index", "--no-deps",
            "--offline", "--python", sys.executable, "--python-version", lock.python_version,
            "--python-platform", lock.platform_tag, "--only-binary", ":all:",
-           "--link-mode", "copy", "--quiet", *map(str, wheels)]
+           "--link-mode", "hardlink", "--quiet", *map(str, wheels)]
     _run(cmd, "installing the wheels", env=uv_env())
     # Console scripts land in site/bin; they belong in PREFIX/bin, beside python3.
     scripts = site / "bin"
@@ -92,7 +102,8 @@ def _fix_records(site: Path, moved: dict[str, str]) -> None:
             if path in moved:
                 line = f"{moved[path]},,"
             lines.append(line)
-        record.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        # a new file renamed over RECORD: the old one may be a hard link into uv's cache
+        replace_bytes(record, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def builder_needles(interpreter: Interpreter, workdir: Path) -> list[bytes]:
@@ -150,42 +161,44 @@ def stage_environment(lock: Lock, interpreter: Interpreter, fetched: list[Path],
                 "first use")
     else:
         ui.step("precompiling bytecode")
-        # compileall exits 1 when a few files do not compile (test data in py2 syntax): those
-        # simply stay uncompiled. Anything else means the interpreter itself failed.
-        # -d names the files as they will be on the target (/lib/...); 3.6 has no -s/-p
-        proc = subprocess.run([str(staged.compiler), "-I", "-B", "-m", "compileall", "-q",
-                               "-j", "0", "-d", "/lib", str(tree / "lib")],
-                              capture_output=True, text=True, check=False, env=hermetic_env())
-        if proc.returncode not in (0, 1):
-            raise StageError(f"precompiling bytecode failed: {proc.stderr.strip()[-300:]}")
+        # as compileall -d /lib: the files named as they will be on the target; sources that
+        # do not compile (test data in py2 syntax) stay uncompiled
+        compiled = bytecode.precompile(staged.compiler, tree / "lib")
+        ui.step(f"bytecode: {compiled.describe()}")
 
-    ui.step("checking that no builder path is left")
+    ui.step("reading every file once: sha256, builder paths, ELF")
     # target.json is the probe's record of the target itself, not a trace of the builder.
-    relocate.check_no_builder_paths(tree, builder_needles(interpreter, workdir),
-                                    skip=(layout.TARGET,))
-    escaping = relocate.symlinks_escaping(tree)
+    scanned = treescan.scan_tree(tree, builder_needles(interpreter, workdir),
+                                 skip=(layout.TARGET,))
+    ui.step(f"checked that no builder path is left in {len(scanned.files)} files")
+    relocate.raise_builder_paths(scanned.hits)
+    escaping = scanned.escaping_symlinks()
     if escaping:
         raise StageError(f"symlinks point outside the environment: {', '.join(escaping[:10])}.")
 
     ui.step("resolving every library the environment needs as the target's loader will")
     closure = target_closure.check_against_target(
-        tree, target, interpreter.sysroot if isinstance(interpreter, PythonInstall) else None)
+        tree, target, interpreter.sysroot if isinstance(interpreter, PythonInstall) else None,
+        scanned)
     if closure.grafted:
         ui.step("grafted from this builder for the target: " + ", ".join(closure.grafted))
+        # a grafted library was not there to be scanned for builder paths
+        relocate.raise_builder_paths(scanned.hits)
     warnings += closure.warnings
     if closure.target_libraries is None:
         warnings.append("target.json has no list of the target's libraries (an older probe): "
                         "only the libraries every glibc system has were assumed; probe again "
                         "for a full check")
     ui.step(f"checking glibc needs against the target ({target.describe()})")
-    warnings += glibc.check_target_runs(glibc.collect_needs(tree), target)
+    warnings += glibc.check_target_runs(glibc.collect_needs(tree, scanned), target)
     proof = glibc.proof(target)
     proven_glibc = (proof,) if proof else ()
 
-    data = manifest.build_manifest(tree)
+    data = scanned.manifest()
     write_json(tree / layout.MANIFEST, data)
     return StagedTree(path=tree, python_minor=interpreter.minor,
                       site_packages=site.relative_to(tree).as_posix(),
                       total_bytes=data["total_bytes"], file_count=len(data["files"]),
                       distributions=tuple(dists), warnings=tuple(warnings),
-                      proven=(*proven_glibc, closure.summary()))
+                      proven=(*proven_glibc, closure.summary()),
+                      members=tuple(scanned.members(last=layout.MANIFEST)))

@@ -6,19 +6,20 @@ from pathlib import Path
 
 from gapship.compat import is_system_library
 from gapship.errors import CompatError
-from gapship.node.elf import GLIBC, VersionNeeds, version_needs
+from gapship.node.elf import GLIBC, VersionNeeds, version_needs_of
 from gapship.probe import TargetInfo
-from gapship.stage.graft import elf_files
+from gapship.stage.treescan import TreeScan, scan_tree
 
 
-def collect_needs(root: Path) -> VersionNeeds:
-    """Read the version needs of every ELF file under ``root``.
+def collect_needs(root: Path, scanned: TreeScan | None = None) -> VersionNeeds:
+    """The version needs of every ELF file under ``root`` (as ``scanned``, the one pass over
+    the tree, read them; else read now).
 
     Needs on libraries that ship inside the tree (a wheel's own libstdc++ copy) do not count:
     only those on system libraries do.
     """
-    return version_needs({path: str(path.relative_to(root)) for path in elf_files(root)},
-                         is_system_library)
+    scanned = scanned if scanned is not None else scan_tree(root)
+    return version_needs_of(scanned.elf_files(), is_system_library)
 
 
 def _v(version: tuple[int, ...]) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gapship.compat import is_system_library
 from gapship.errors import StageError
+from gapship.files import edited
 from gapship.node.elf import ElfError, iter_elf_paths, read_elf
 from gapship.node.loader import Loader
 from gapship.tools import hermetic_env, patchelf_bin
@@ -97,15 +98,16 @@ def set_runpaths(stage: Path, closure: Closure) -> int:
         if runpath:
             if [p for p in info.runpath if p] == entries and not any(info.rpath):
                 continue
-            cmd = [patchelf, "--set-rpath", runpath, str(elf_path)]
+            cmd = [patchelf, "--set-rpath", runpath]
         elif any(info.runpath) or any(info.rpath):
-            cmd = [patchelf, "--remove-rpath", str(elf_path)]
+            cmd = [patchelf, "--remove-rpath"]
         else:
             continue
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                              env=hermetic_env())
-        if proc.returncode != 0:
-            raise StageError(f"patchelf failed on {elf_path.relative_to(stage)}: "
-                             f"{proc.stderr.strip()}")
+        with edited(elf_path) as work:  # patchelf writes in place: never through a link
+            proc = subprocess.run([*cmd, str(work)], capture_output=True, text=True,
+                                  check=False, env=hermetic_env())
+            if proc.returncode != 0:  # raised inside: the file is left as it was
+                raise StageError(f"patchelf failed on {elf_path.relative_to(stage)}: "
+                                 f"{proc.stderr.strip()}")
         changed += 1
     return changed

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
-from gapship.files import sha256_file
-from gapship.node import layout
+from gapship.stage.treescan import scan_tree
 
 
 def build_manifest(tree: Path) -> dict[str, Any]:
     """Every file and symlink under ``tree`` (the manifest itself excluded)."""
-    files: list[dict[str, Any]] = []
-    links: list[dict[str, str]] = []
-    total = 0
-    for path in sorted(tree.rglob("*")):
-        rel = path.relative_to(tree).as_posix()
-        if rel == layout.MANIFEST:
-            continue
-        if path.is_symlink():
-            links.append({"path": rel, "target": os.readlink(path)})
-        elif path.is_file():
-            st = path.stat()
-            total += st.st_size
-            files.append({"path": rel, "size": st.st_size, "sha256": sha256_file(path),
-                          "mode": oct(stat.S_IMODE(st.st_mode))})
-    return {"manifest_version": layout.MANIFEST_VERSION, "total_bytes": total, "files": files,
-            "symlinks": links}
+    return scan_tree(tree).manifest()
 
 
 def _record_paths(dist_info: Path) -> list[tuple[str, int]]:

@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 from pathlib import Path
 
 from gapship.errors import StageError
+from gapship.files import replace_bytes
 
 # A file that is both a POSIX sh script and a Python script: sh execs the python3 found
 # beside the (resolved) script, Python reads the first lines as a string.
@@ -45,10 +45,7 @@ def rewrite_script(path: Path) -> bool:
     if not match:
         return False
     body = path.read_bytes()[match.end():]
-    tmp = path.with_name(path.name + ".gapship-tmp")
-    tmp.write_bytes(TRAMPOLINE.encode() + body)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
+    replace_bytes(path, TRAMPOLINE.encode() + body, 0o755)
     return True
 
 
@@ -60,7 +57,7 @@ def relocate_sysconfigdata(stdlib: Path, src_prefix: Path) -> list[Path]:
         if str(src_prefix) not in text:
             continue
         text = text.replace(str(src_prefix), _SYSCONFIG_TOKEN) + _SYSCONFIG_FOOTER
-        path.write_text(text, encoding="utf-8")
+        replace_bytes(path, text.encode("utf-8"))
         changed.append(path)
     return changed
 
@@ -87,10 +84,7 @@ def replace_c_strings(path: Path, old: bytes, new: bytes) -> int:
         count += 1
         start = data.find(old, start + 1)
     if count:
-        tmp = path.with_name(path.name + ".gapship-tmp")
-        tmp.write_bytes(bytes(data))
-        os.chmod(tmp, path.stat().st_mode)
-        os.replace(tmp, path)
+        replace_bytes(path, bytes(data))
     return count
 
 
@@ -110,32 +104,28 @@ def neutral_prefix(old: bytes) -> bytes:
 
 def files_containing(tree: Path, needles: list[bytes], skip: tuple[str, ...] = ()
                      ) -> dict[str, list[str]]:
-    """Every regular file under ``tree`` holding one of ``needles``: rel path -> needles."""
-    hits: dict[str, list[str]] = {}
-    needles = [n for n in needles if n]
-    for path in sorted(tree.rglob("*")):
-        if path.is_symlink() or not path.is_file() or path.relative_to(tree).as_posix() in skip:
-            continue
-        size = path.stat().st_size
-        if size == 0:
-            continue
-        with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            found = [n.decode(errors="replace") for n in needles if mm.find(n) != -1]
-        if found:
-            hits[str(path.relative_to(tree))] = found
-    return hits
+    """Every regular file under ``tree`` holding one of ``needles``: rel path -> needles.
+    (Files are read in fixed pieces: memory stays flat whatever their size.)"""
+    from gapship.stage.treescan import scan_tree
+
+    return scan_tree(tree, needles, skip).hits
+
+
+def raise_builder_paths(hits: dict[str, list[str]]) -> None:
+    """Fail the pack, listing the files, when any file holds a builder path."""
+    if hits:
+        ordered = sorted(hits.items())
+        listed = "; ".join(f"{p} ({', '.join(n)})" for p, n in ordered[:20])
+        more = f" and {len(hits) - 20} more" if len(hits) > 20 else ""
+        raise StageError(
+            f"{len(hits)} files still hold a builder path: {listed}{more}.",
+            "These files would break once moved to the target; report this with the list.")
 
 
 def check_no_builder_paths(tree: Path, needles: list[bytes], skip: tuple[str, ...] = ()
                            ) -> None:
     """Fail the pack, listing the files, when any builder path remains in the tree."""
-    hits = files_containing(tree, needles, skip)
-    if hits:
-        listed = "; ".join(f"{p} ({', '.join(n)})" for p, n in list(hits.items())[:20])
-        more = f" and {len(hits) - 20} more" if len(hits) > 20 else ""
-        raise StageError(
-            f"{len(hits)} files still hold a builder path: {listed}{more}.",
-            "These files would break once moved to the target; report this with the list.")
+    raise_builder_paths(files_containing(tree, needles, skip))
 
 
 def symlinks_escaping(tree: Path) -> list[str]:

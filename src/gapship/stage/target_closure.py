@@ -23,12 +23,14 @@ from pathlib import Path
 from gapship import versions
 from gapship.compat import headless_alternatives, is_system_library
 from gapship.errors import CompatError, StageError
+from gapship.files import edited
 from gapship.node import layout
 from gapship.node.closure import Scan, scan
 from gapship.node.elf import GLIBC, ElfError, ElfFile, read_elf, version_needs
 from gapship.node.loader import Loader
 from gapship.node.owners import Owners
 from gapship.probe import TargetInfo
+from gapship.stage.treescan import TreeScan
 from gapship.tools import hermetic_env, patchelf_bin
 
 # where a library that the target itself has is said to be (a directory that exists nowhere)
@@ -97,10 +99,16 @@ def activation_library_dirs(tree: Path) -> list[str]:
     return dirs
 
 
-def _scan(tree: Path, target: TargetInfo) -> Scan:
+def _scan(tree: Path, target: TargetInfo, scanned: TreeScan | None = None) -> Scan:
+    """Resolve the tree; with ``scanned`` (the one pass over it, still current), from the
+    ELF files that pass read instead of walking and reading the tree again."""
     loader = TargetLoader([str(tree / d) for d in activation_library_dirs(tree)],
                           target.libraries)
-    return scan(str(tree), loader)
+    if scanned is None:
+        return scan(str(tree), loader)
+    for rel, elf in scanned.elf_files():
+        loader.remember(os.path.join(scanned.root, rel), elf)
+    return scan(str(scanned.root), loader, paths=scanned.closure_paths())
 
 
 def _listing(items: Sequence[str], most: int = 4) -> str:
@@ -171,22 +179,29 @@ def _add_runpath(path: Path, directory: Path) -> None:
     current = [p for p in (info.rpath if uses_rpath else info.runpath) if p]
     if entry in current:
         return
-    cmd = [patchelf_bin(), "--set-rpath", ":".join([*current, entry]), str(path)]
+    cmd = [patchelf_bin(), "--set-rpath", ":".join([*current, entry])]
     if uses_rpath:
         cmd.insert(1, "--force-rpath")  # DT_RPATH reaches the libraries it loads; keep it so
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=hermetic_env())
-    if proc.returncode != 0:
-        raise StageError(f"patchelf failed on {path}: {proc.stderr.strip()}")
+    # patchelf writes in place: a wheel's library may be a hard link into uv's cache
+    with edited(path) as work:
+        proc = subprocess.run([*cmd, str(work)], capture_output=True, text=True, check=False,
+                              env=hermetic_env())
+        if proc.returncode != 0:  # raised inside: the file is left as it was
+            raise StageError(f"patchelf failed on {path}: {proc.stderr.strip()}")
 
 
-def check_against_target(tree: Path, target: TargetInfo, sysroot: Path | None) -> ClosureReport:
+def check_against_target(tree: Path, target: TargetInfo, sysroot: Path | None,
+                         scanned: TreeScan | None = None) -> ClosureReport:
     """Resolve the tree as the target will; graft what it lacks from ``sysroot`` (the
     interpreter's root filesystem; None: nothing to graft from). Raises CompatError naming
-    a library that can be neither found nor grafted."""
+    a library that can be neither found nor grafted. ``scanned``: the one pass over the
+    tree, whose ELF files are taken as read; the files grafted or patched here are read
+    again into it."""
     source = Loader("", sysroot=str(sysroot) if sysroot else None)
     grafted: list[str] = []
-    for _ in range(_MAX_ROUNDS):
-        result = _scan(tree, target)
+    changed: list[Path] = []
+    for round_ in range(_MAX_ROUNDS):
+        result = _scan(tree, target, scanned if round_ == 0 else None)
         if not result.missing:
             break
         refusals: list[_Refusal] = []
@@ -214,13 +229,17 @@ def check_against_target(tree: Path, target: TargetInfo, sysroot: Path | None) -
                 os.chmod(dest, 0o755)
                 _add_runpath(dest, dest.parent)
                 grafted.append(name)
+                changed.append(dest)
             for path in needers:
                 _add_runpath(Path(path), dest.parent)
+                changed.append(Path(path))
         if refusals:
             _refuse(refusals)
     else:
         raise StageError("grafting libraries for the target did not settle: "
                          f"{', '.join(sorted(result.missing))} still missing.")
+    if scanned is not None and changed:
+        scanned.update(dict.fromkeys(changed))
     optional = sorted(result.plugins_missing)
     warnings = []
     if optional:
