@@ -19,6 +19,7 @@ from typing import Any, cast
 import pytest
 
 from gapship.bundle import _members, write_bundle
+from gapship.bundle.codec import Codec
 from gapship.files import edited, sha256_file, write_json
 from gapship.node import elf as elfmod
 from gapship.node import layout
@@ -284,7 +285,8 @@ def test_hard_linked_files_install_as_separate_files(tmp_path: Path) -> None:
     members = scanned.members(last=layout.MANIFEST)
     size = sum(f.stat().st_size for f in tree.rglob("*") if f.is_file())
     bundle = write_bundle(tree, tmp_path / "tiny.run", name="tiny", version="1.0",
-                          python="3.11.7", installed_bytes=size, level=1, members=members)
+                          python="3.11.7", installed_bytes=size,
+                          codec=Codec(name="gzip", level=1, reason="test"), members=members)
     assert bundle.file_count == len(members)
     prefix = tmp_path / "envs" / "tiny"
     proc = install(bundle.path, prefix)
