@@ -15,7 +15,7 @@ from gapship.node.loader import Loader
 from gapship.probe import TargetInfo, parse_target
 from gapship.stage.target_closure import check_against_target
 from tests.fixtures.targets import fixture_target
-from tests.unit.doctor_fakes.build import SITE, fake_prefix, shared
+from tests.unit.doctor_fakes.build import SITE, cc, fake_prefix, shared
 
 # what every glibc target has, and the fake prefix's own files need
 BASE = frozenset({"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0"})
@@ -124,3 +124,23 @@ def test_every_library_that_cannot_be_had_is_named_at_once(tmp_path: Path) -> No
         check_against_target(tree, debian11(), sysroot)
     assert str(err.value).count("libGL.so.1 is needed by") == 1
     assert "also missing: libgomp.so.1 (the environment)" in str(err.value)
+
+
+def test_a_test_program_that_misses_its_packages_own_library_is_a_warning(tmp_path: Path
+                                                                         ) -> None:
+    # torch 2.13's torch/bin/test_shim: RUNPATH $ORIGIN, needs libc10.so from torch/lib
+    tree = fake_prefix(tmp_path / "tree")
+    lib = shared(tree / SITE / "pkg" / "lib" / "libc10.so", "int c10(void) { return 1; }\n")
+    program = cc(tree / SITE / "pkg" / "bin" / "test_shim",
+                 "int c10(void);\nint main(void) { return c10() - 1; }\n",
+                 f"-L{lib.parent}", "-l:libc10.so", "-Wl,--enable-new-dtags",
+                 "-Wl,-rpath,$ORIGIN")
+    report = check_against_target(tree, debian11(), tmp_path / "builder")
+    assert report.grafted == () and not (tree / "lib" / "libc10.so").exists()
+    [warning] = report.warnings
+    rel = program.relative_to(tree).as_posix()
+    assert warning.startswith(f"{rel} needs libc10.so, which the environment has at "
+                              f"{lib.relative_to(tree).as_posix()} but not on its library "
+                              "search path")
+    # the node's scan finds the same gap (its doctor warns: the bundle has the library)
+    assert scan(str(tree), Loader("")).missing == {"libc10.so": [str(program)]}

@@ -111,6 +111,10 @@ def _scan(tree: Path, target: TargetInfo, scanned: TreeScan | None = None) -> Sc
     return scan(str(scanned.root), loader, paths=scanned.closure_paths())
 
 
+def _rel(path: str, tree: Path) -> str:
+    return os.path.relpath(path, tree)
+
+
 def _listing(items: Sequence[str], most: int = 4) -> str:
     shown = ", ".join(items[:most])
     return shown + (f" and {len(items) - most} more" if len(items) > most else "")
@@ -200,8 +204,14 @@ def check_against_target(tree: Path, target: TargetInfo, sysroot: Path | None,
     source = Loader("", sysroot=str(sysroot) if sysroot else None)
     grafted: list[str] = []
     changed: list[Path] = []
+    elsewhere: dict[str, list[str]] = {}
     for round_ in range(_MAX_ROUNDS):
         result = _scan(tree, target, scanned if round_ == 0 else None)
+        # a library the environment ships, off these files' search path: their package loads
+        # it first (ctypes, dlopen), or they are its build's own test programs (torch/bin);
+        # the same on every machine, so the doctor warns and pack neither grafts nor refuses
+        for name in [n for n in result.missing if n in result.sonames]:
+            elsewhere[name] = result.missing.pop(name)
         if not result.missing:
             break
         refusals: list[_Refusal] = []
@@ -241,7 +251,13 @@ def check_against_target(tree: Path, target: TargetInfo, sysroot: Path | None,
     if scanned is not None and changed:
         scanned.update(dict.fromkeys(changed))
     optional = sorted(result.plugins_missing)
-    warnings = []
+    warnings = [f"{_listing(sorted(_rel(p, tree) for p in needers))} "
+                f"need{'s' if len(needers) == 1 else ''} {name}, which the environment has "
+                f"at {_rel(result.sonames[name], tree)} but not on "
+                f"{'its' if len(needers) == 1 else 'their'} library search path: "
+                f"{'it loads' if len(needers) == 1 else 'they load'} only after their package "
+                "has loaded it, on any machine (the doctor says the same)"
+                for name, needers in sorted(elsewhere.items())]
     if optional:
         warnings.append(f"optional plugins need {', '.join(optional)}, which the target does "
                         "not have: they load only where those libraries exist (dlopen)")
