@@ -73,6 +73,7 @@ INTEGRATION_MARKS: dict[str, tuple[str, ...]] = {
     "test_plan_resolve": ("network",),
     "test_probe_replica": ("replica",),
     "test_seed_stack": ("replica", "network", "slow"),
+    "test_slurm_nodes": ("network", "slow"),
     "test_smoke_run": ("replica", "network", "slow"),
     "test_target_libraries": ("replica", "network", "slow"),
     "test_torch_gpu": ("replica", "network", "slow"),

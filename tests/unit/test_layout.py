@@ -17,7 +17,7 @@ SHELL_FILES = ("bundle/installer.sh", "activate/write-activation.sh", "activate/
                "activate/activate.sh.in", "activate/activate.csh.in", "activate/activate.fish.in",
                "activate/ld-library-path.sh", "activate/gapship-rehome.sh",
                "activate/gapship-profile.sh", "activate/gapship-remove.sh",
-               "doctor/gapship-doctor.sh")
+               "doctor/gapship-doctor.sh", "doctor/gapship-nodes.sh")
 # a path inside the environment's own directory: `$tree/gapship/name`, "$here/gapship"
 # (the user's ~/.config/gapship, where trusted keys live, is not one)
 IN_GAPSHIP = re.compile(r"(?<!config/)(?<!config}/)(?<=/)gapship(?:/[\w.-]*\w)*(?![\w-])")
@@ -40,6 +40,7 @@ SHELL_USES = {
     "activate/gapship-rehome.sh": {layout.ACTIVATION_TEMPLATE, layout.PREFIX_RECORD,
                                    layout.WRITE_ACTIVATION},
     "doctor/gapship-doctor.sh": {layout.DIRECTORY},
+    "doctor/gapship-nodes.sh": {layout.DIRECTORY, layout.NAME, layout.MANIFEST, layout.DOCTOR},
 }
 
 

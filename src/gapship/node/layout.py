@@ -49,6 +49,7 @@ SITE_HOOK = "gapship-site.pth"  # in the interpreter's own site dir when that is
 #                                 lib/python3.X/site-packages (Debian's dist-packages): adds it
 PYVENV_CFG = "pyvenv.cfg"  # --python target only: ties the target's interpreter to PREFIX
 DOCTOR = "bin/gapship-doctor"
+NODES = "bin/gapship-nodes"  # the doctor and staging on every node of a Slurm allocation
 REHOME = "bin/gapship-rehome"
 PROFILE = "bin/gapship-profile"
 REMOVE = "bin/gapship-remove"
