@@ -68,6 +68,7 @@ INTEGRATION_MARKS: dict[str, tuple[str, ...]] = {
     "test_doctor_replica": ("replica", "network", "slow"),
     "test_end_to_end": ("replica", "network", "slow"),
     "test_gpu_stack": ("replica", "network", "slow"),
+    "test_image": ("network", "slow"),
     "test_installer_replica": ("replica",),
     "test_interpreters": ("replica", "network", "slow"),
     "test_plan_resolve": ("network",),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gapship import providers, ui, verify
 from gapship.bundle import BundleInfo, write_bundle
+from gapship.bundle.image import image_carrier
 from gapship.cache import cache_dir
 from gapship.errors import CompatError, StageError
 from gapship.fetch import FetchResult, fetch, installed_sizes
@@ -59,25 +60,27 @@ class Provided:
 
 def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, level: int = 6,
               keep_tree: Path | None = None, smoke: bool = True,
-              sign_key: Path | None = None) -> PackResult:
+              sign_key: Path | None = None, image_format: str = "directory") -> PackResult:
     """Build ``out`` for ``target`` from env.toml's spec. Nothing is written at ``out``
     unless every check passed; ``smoke=False`` (--no-verify) skips the smoke run."""
     provided = provide(spec, target)
     lock = plan_spec(spec, target, provided)
     return _fetch_stage_bundle(lock, provided.python.interpreter, target, out, level=level,
-                               keep_tree=keep_tree, smoke=smoke, sign_key=sign_key)
+                               keep_tree=keep_tree, smoke=smoke, sign_key=sign_key,
+                               image_format=image_format)
 
 
 def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
               python_spec: PythonSpec | None = None, level: int = 6,
               keep_tree: Path | None = None, smoke: bool = True,
-              sign_key: Path | None = None) -> PackResult:
+              sign_key: Path | None = None, image_format: str = "directory") -> PackResult:
     """Build ``out`` for ``target`` exactly from a lock that `gapship plan` wrote.
     ``python_spec`` (the CLI's --python options) names the archive or rootfs to take the
     lock's interpreter from."""
     interpreter = interpreter_for_lock(lock, python_spec or PythonSpec(), target)
     return _fetch_stage_bundle(lock, interpreter, target, out, level=level,
-                               keep_tree=keep_tree, smoke=smoke, sign_key=sign_key)
+                               keep_tree=keep_tree, smoke=smoke, sign_key=sign_key,
+                               image_format=image_format)
 
 
 # ---- providers
@@ -163,7 +166,8 @@ def _refuse_missing_toolkit(lock: Lock) -> None:
 
 def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo, out: Path,
                         *, level: int, keep_tree: Path | None, smoke: bool,
-                        sign_key: Path | None = None) -> PackResult:
+                        sign_key: Path | None = None,
+                        image_format: str = "directory") -> PackResult:
     _refuse_missing_toolkit(lock)
     for warning in lock.warnings:
         ui.warn(warning)
@@ -175,8 +179,12 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
         tree = stage_environment(lock, interpreter, list(fetched.paths), target, workdir)
         smoke_run = (verify.smoke_run(tree.path, lock.name, target, interpreter) if smoke
                      else verify.skipped("--no-verify"))
-        bundle = write_bundle(tree.path, out, name=lock.name, version=lock.env_version,
-                              python=interpreter.version, installed_bytes=tree.total_bytes,
+        source, installed = tree.path, tree.total_bytes
+        if image_format == "squashfs":  # the tree as one image, in a small carrier tree
+            source = image_carrier(tree.path, workdir)
+            installed = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+        bundle = write_bundle(source, out, name=lock.name, version=lock.env_version,
+                              python=interpreter.version, installed_bytes=installed,
                               level=level, sign_key=sign_key)
         if keep_tree is not None:
             shutil.rmtree(keep_tree, ignore_errors=True)

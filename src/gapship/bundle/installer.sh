@@ -425,7 +425,10 @@ if [ "$rc" != 0 ] || [ ! -f "$work/tree/gapship/manifest.json" ]; then
     [ -z "$full" ] || die "not enough space on $parent: the disk filled up while extracting (ENOSPC: ${full#tar: }). Nothing was installed; free some space or choose another --prefix."
     die "extraction failed (${err:-tar exit ${rc:-unknown}}). Check free space and permissions under $parent; nothing was installed."
 fi
-sh "$work/tree/gapship/libexec/write-activation.sh" "$work/tree" "$prefix" \
+activation="$work/tree/gapship/libexec/write-activation.sh"
+# --format squashfs: the image's own step writes the activation that mounts it
+[ ! -f "$work/tree/gapship/libexec/image-install.sh" ] || activation="$work/tree/gapship/libexec/image-install.sh"
+sh "$activation" "$work/tree" "$prefix" \
     || die "writing the activation files failed (see above); nothing was installed."
 
 # A filesystem mounted noexec extracts fine but cannot run anything: find out now.
