@@ -6,7 +6,10 @@ node it is 0666 and squashfuse runs as the user through the setuid fusermount)."
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,3 +118,37 @@ def test_without_fuse_activation_says_what_to_do_instead(installed: Path,
     assert f"apptainer exec --bind {installed}/image.sqsh:{mnt}:image-src=/" in proc.stderr
     assert "pack the environment as a directory (without --format squashfs)" in proc.stderr
     assert not _mounted(mnt)
+
+
+def _squashfuse_pid(mnt: Path) -> int:
+    """The daemon serving ``mnt`` (its command line names the mount point)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and str(mnt).encode() in argv and b"squashfuse" in argv[0]:
+            return int(proc.name)
+    raise AssertionError(f"no squashfuse serves {mnt}")
+
+
+def test_ranks_activating_at_once_share_one_mount_and_a_dead_mount_is_remounted(
+        installed: Path, tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    script = f". {installed}/activate && python -c 'import numpy' && echo OK"
+    shells = [subprocess.Popen([require_tool("dash"), "-c", script], env=_env(mnt),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in shells]
+    assert all(out.strip() == "OK" for out, _ in outs), outs
+    mounts = [line for line in Path("/proc/mounts").read_text().splitlines()
+              if line.split()[1] == str(mnt)]
+    assert len(mounts) == 1, mounts
+    # the daemon dies (a node's OOM killer): the next activation finds the mount dead and
+    # mounts the image again
+    os.kill(_squashfuse_pid(mnt), signal.SIGKILL)
+    time.sleep(0.5)
+    proc = subprocess.run([require_tool("dash"), "-c", script], env=_env(mnt),
+                          capture_output=True, text=True, check=False)
+    assert proc.stdout.strip() == "OK", proc.stderr
+    assert _squashfuse_pid(mnt) > 0
