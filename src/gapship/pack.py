@@ -181,6 +181,12 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
                      else verify.skipped("--no-verify"))
         source, installed = tree.path, tree.total_bytes
         if image_format == "squashfs":  # the tree as one image, in a small carrier tree
+            if target.site.can_mount_images() is False:
+                runtime = target.site.container_runtime
+                ui.warn("the target has no squashfuse, or no /dev/fuse this user can open: "
+                        "activation cannot mount the image there; "
+                        + (f"run it through {runtime} (--bind IMAGE:MOUNT:image-src=/)"
+                           if runtime else "pack the directory form instead (no --format)"))
             source = image_carrier(tree.path, workdir)
             installed = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
         bundle = write_bundle(source, out, name=lock.name, version=lock.env_version,
