@@ -6,6 +6,7 @@ node it is 0666 and squashfuse runs as the user through the setuid fusermount)."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -152,3 +153,19 @@ def test_ranks_activating_at_once_share_one_mount_and_a_dead_mount_is_remounted(
                           capture_output=True, text=True, check=False)
     assert proc.stdout.strip() == "OK", proc.stderr
     assert _squashfuse_pid(mnt) > 0
+
+
+def test_try_runs_the_image_bundles_doctor_in_a_replica(image_bundle: Path) -> None:
+    require_tool("bwrap")
+    require_tool("squashfuse")
+    before = Path("/proc/mounts").read_text()
+    proc = gapship("try", str(image_bundle), "--json")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # said in one line: where the image was mounted, and why
+    assert "the image is mounted with squashfuse on this builder" in proc.stderr
+    assert "its user namespace allows no FUSE mount" in proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["install_rc"] == 0 and data["doctor_rc"] == 0
+    # imports of the shipped packages ran inside the replica, from the image
+    assert "numpy" in json.dumps(data)
+    assert Path("/proc/mounts").read_text().count("squashfuse") == before.count("squashfuse")
