@@ -48,6 +48,14 @@ class Cluster:
                               capture_output=True, text=True, timeout=timeout, check=False)
 
 
+    def run_as_root(self, argv: list[str], cwd: Path, timeout: float = 600
+                    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` as root (FUSE mounts: /dev/fuse is root's only on this builder)."""
+        env = {**self.env(cwd), "USER": "root", "LOGNAME": "root"}
+        return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

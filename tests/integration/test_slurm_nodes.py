@@ -165,3 +165,43 @@ def test_without_srun_it_says_so(cluster: Cluster, prefix: Path, home: Path,
     assert proc.returncode == 2
     assert "srun not found: Slurm's commands are not on PATH here" in proc.stderr
     assert f"{prefix}/bin/gapship-doctor" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def image_bundle(cluster: Cluster, shared: Path) -> Path:
+    work = cluster.root / "pack-image"
+    work.mkdir()
+    (work / "env.toml").write_text(SPEC.replace('"demo"', '"demoimg"'))
+    probe = gapship("probe", "--local")
+    assert probe.returncode == 0, probe.stderr
+    (work / "host.json").write_text(probe.stdout)
+    out = shared / "demoimg.run"
+    proc = gapship("pack", str(work / "env.toml"), "--target", str(work / "host.json"), "-o",
+                   str(out), "--level", "1", "--format", "squashfs", "--no-verify")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_an_image_bundle_is_staged_mounted_checked_and_cleaned_on_every_node(
+        cluster: Cluster, prefix: Path, image_bundle: Path, shared: Path) -> None:
+    """As root: this builder's /dev/fuse is root's only (a cluster's is 0666)."""
+    require_tool("squashfuse")
+    local = shared / "node-local-image"
+    script = (
+        'line=$("$1" stage --to "$2" "$3") || exit 1\n'
+        'eval "$line" || exit 1\n'
+        'python -c "import numpy, sys; print(\'PREFIX=\' + sys.prefix)" || exit 1\n'
+        '"$2/demoimg/bin/gapship-nodes" doctor --quick || exit 1\n'
+        '"$1" clean --to "$2" || exit 1\n'
+        '[ -e "$2" ] || echo CLEANED\n')
+    proc = cluster.run_as_root(["salloc", "-N1", "sh", "-c", script, "sh",
+                                str(prefix / "bin" / "gapship-nodes"), str(local),
+                                str(image_bundle)], shared)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the environment ran from the image, mounted on the node by its activation
+    mount = next(line.split("=", 1)[1] for line in proc.stdout.splitlines()
+                 if line.startswith("PREFIX="))
+    assert mount.startswith("/tmp/gapship-0/demoimg-")
+    assert f"{cluster.node}: ok (" in proc.stdout
+    assert f"{cluster.node}: removed {local}/demoimg" in proc.stderr and "CLEANED" in proc.stdout
+    assert mount not in Path("/proc/mounts").read_text()  # clean unmounted it

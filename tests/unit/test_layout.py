@@ -48,7 +48,8 @@ SHELL_USES = {
     "bundle/image-mount.sh": {layout.IMAGE_CONF, layout.MANIFEST},
     "bundle/image-umount.sh": {layout.IMAGE_CONF},
     "bundle/image-doctor.sh": {layout.MOUNT, layout.IMAGE_CONF},
-    "doctor/gapship-nodes.sh": {layout.DIRECTORY, layout.NAME, layout.MANIFEST, layout.DOCTOR},
+    "doctor/gapship-nodes.sh": {layout.DIRECTORY, layout.NAME, layout.MANIFEST, layout.DOCTOR,
+                                layout.IMAGE_CONF, layout.MOUNT},
 }
 
 

@@ -64,4 +64,6 @@ def image_carrier(tree: Path, work: Path) -> Path:
     make_image(tree, carrier / layout.IMAGE)
     shutil.copytree(tree / layout.DIRECTORY, carrier / layout.DIRECTORY, symlinks=True)
     install_shipped(__package__, IMAGE_FILES, carrier)
+    # gapship-nodes beside them: every node's doctor through bin/gapship-doctor, which mounts
+    install_shipped("gapship.doctor", {"gapship-nodes.sh": (layout.NODES, 0o755)}, carrier)
     return carrier

@@ -71,7 +71,12 @@ case $cmd in
             echo @end' sh "$here" "$@" >"$out"
         rc=$?
         [ $rc -ne 0 ] && echo "$me: srun exited $rc; nodes without a report are listed below" >&2
-        "$here/bin/python3" -I -c 'import sys; sys.path.insert(0, sys.argv[1]); from node.nodes import main; sys.exit(main(sys.argv[2:]))' \
+        py=$here/bin/python3
+        if [ ! -e "$py" ] && [ -x "$here/bin/gapship-mount" ]; then  # an image environment
+            "$here/bin/gapship-mount" || exit 2
+            py=$(sed -n 's/^mount=//p' "$here/gapship/image.conf")/bin/python3
+        fi
+        "$py" -I -c 'import sys; sys.path.insert(0, sys.argv[1]); from node.nodes import main; sys.exit(main(sys.argv[2:]))' \
             "$here/gapship" "$out" --nodes "$nodes" --job "$SLURM_JOB_ID" $json
         exit $? ;;
     stage|clean)
@@ -103,7 +108,9 @@ if [ "$cmd" = clean ]; then
         [ -d "$to" ] || { echo "$node: nothing in $to"; exit 0; }
         for d in "$to"/*; do
             [ -e "$d" ] || continue
-            if [ -f "$d/gapship/manifest.json" ]; then rm -rf "$d" && echo "$node: removed $d"
+            if [ -f "$d/gapship/manifest.json" ]; then
+                [ ! -x "$d/bin/gapship-umount" ] || "$d/bin/gapship-umount" >/dev/null  # an image
+                rm -rf "$d" && echo "$node: removed $d"
             else case $d in *.run) rm -f "$d" && echo "$node: removed $d" ;;
                  *) echo "$node: left $d (not a gapship environment)" ;; esac
             fi
