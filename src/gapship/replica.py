@@ -22,6 +22,8 @@ from pathlib import Path
 from gapship import ui
 from gapship.cache import cache_dir
 from gapship.errors import ReplicaError, ToolMissing
+from gapship.node import layout
+from gapship.tools import tool_path
 
 # the Debian releases (11, 12, 13) a replica is debootstrapped from without naming a mirror
 RELEASES = ("bullseye", "bookworm", "trixie")
@@ -208,6 +210,44 @@ class TryResult:
         return self.install_rc == 0 and self.doctor_rc == 0
 
 
+@contextmanager
+def _image_mounted(prefix: Path) -> Iterator[list[tuple[Path, str]]]:
+    """An image environment (--format squashfs) installed at ``prefix`` in a replica's home:
+    bubblewrap's user namespace allows no FUSE mount, so the image is mounted here with
+    squashfuse and bound read-only at its mount point in the replica. Nothing for a directory
+    environment."""
+    image, conf = prefix / layout.IMAGE, prefix / layout.IMAGE_CONF
+    if not image.is_file() or not conf.is_file():
+        yield []
+        return
+    mount = next((line.split("=", 1)[1] for line in conf.read_text().splitlines()
+                  if line.startswith("mount=")), "")
+    fuse = tool_path("squashfuse_ll") or tool_path("squashfuse")
+    if not mount or fuse is None:
+        raise ReplicaError("cannot try an image bundle here: squashfuse is not installed on "
+                           "this builder.", "Install it (apt-get install squashfuse fuse3), "
+                           "or try the directory form (pack without --format squashfs).")
+    ui.step(f"the image is mounted with squashfuse on this builder (as uid {os.getuid()}) and "
+            f"bound at {mount} in the replica: its user namespace allows no FUSE mount")
+    here = Path(tempfile.mkdtemp(prefix="gapship-image-"))
+    proc = subprocess.run([fuse, str(image), str(here)], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        here.rmdir()
+        raise ReplicaError(f"squashfuse cannot mount {image.name} on this builder: "
+                           f"{proc.stderr.strip() or proc.returncode}",
+                           "FUSE needs /dev/fuse (as root here), or try the directory form.")
+    try:
+        yield [(here, mount)]
+    finally:
+        for umount in ("fusermount3", "fusermount"):
+            found = tool_path(umount)
+            if found and subprocess.run([found, "-u", str(here)], capture_output=True,
+                                        check=False).returncode == 0:
+                break
+        shutil.rmtree(here, ignore_errors=True)
+
+
 def try_bundle(bundle: Path, os_name: str = "host", keep: bool = False,
                timeout: float = 1800) -> TryResult:
     """Install ``bundle`` in a fresh offline replica as uid 1000, activate it, run the doctor."""
@@ -225,8 +265,9 @@ def try_bundle(bundle: Path, os_name: str = "host", keep: bool = False,
             return TryResult(os_name, prefix, installed.returncode, installed.stderr, None,
                              None, "")
         ui.step("activating it and running gapship-doctor")
-        doctored = rep.run(f'. "{prefix}/activate" && gapship-doctor --report doctor.json',
-                           binds, timeout=timeout)
+        with _image_mounted(rep.home / "envs" / env_name) as mounted:
+            doctored = rep.run(f'. "{prefix}/activate" && gapship-doctor --report doctor.json',
+                               [*binds, *mounted], timeout=timeout)
         try:
             report = json.loads((rep.home / "doctor.json").read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):

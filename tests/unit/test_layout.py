@@ -17,7 +17,9 @@ SHELL_FILES = ("bundle/installer.sh", "activate/write-activation.sh", "activate/
                "activate/activate.sh.in", "activate/activate.csh.in", "activate/activate.fish.in",
                "activate/ld-library-path.sh", "activate/gapship-rehome.sh",
                "activate/gapship-profile.sh", "activate/gapship-remove.sh",
-               "doctor/gapship-doctor.sh")
+               "doctor/gapship-doctor.sh", "doctor/gapship-nodes.sh", "bundle/image-install.sh",
+               "bundle/image-activate.in", "bundle/image-mount.sh", "bundle/image-umount.sh",
+               "bundle/image-doctor.sh")
 # a path inside the environment's own directory: `$tree/gapship/name`, "$here/gapship"
 # (the user's ~/.config/gapship, where trusted keys live, is not one)
 IN_GAPSHIP = re.compile(r"(?<!config/)(?<!config}/)(?<=/)gapship(?:/[\w.-]*\w)*(?![\w-])")
@@ -40,6 +42,14 @@ SHELL_USES = {
     "activate/gapship-rehome.sh": {layout.ACTIVATION_TEMPLATE, layout.PREFIX_RECORD,
                                    layout.WRITE_ACTIVATION},
     "doctor/gapship-doctor.sh": {layout.DIRECTORY},
+    "bundle/image-install.sh": {layout.NAME, layout.IMAGE_CONF, layout.WRITE_ACTIVATION,
+                                layout.IMAGE_ACTIVATE_TEMPLATE},
+    "bundle/image-activate.in": {layout.MOUNT, layout.UMOUNT, layout.ACTIVATE_SH},
+    "bundle/image-mount.sh": {layout.IMAGE_CONF, layout.MANIFEST},
+    "bundle/image-umount.sh": {layout.IMAGE_CONF},
+    "bundle/image-doctor.sh": {layout.MOUNT, layout.IMAGE_CONF},
+    "doctor/gapship-nodes.sh": {layout.DIRECTORY, layout.NAME, layout.MANIFEST, layout.DOCTOR,
+                                layout.IMAGE_CONF, layout.MOUNT},
 }
 
 

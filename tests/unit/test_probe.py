@@ -3,6 +3,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -134,3 +135,20 @@ def test_only_the_probe_reads_the_record_of_the_target() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("raw", "_record"):
                 readers.append(f"{path.relative_to(src)}:{node.lineno}: .{node.attr}")
     assert readers == [], "read TargetInfo's typed fields instead of the probe's JSON"
+
+
+def test_probe_reports_what_a_squashfs_image_needs_here(tmp_path: Path) -> None:
+    script = tmp_path / "probe.sh"
+    script.write_text(probe_script())
+    data = run_probe_with(shell_argv("dash"), script)
+    image = data["site"]["image"]  # type: ignore[index]
+    for tool in ("squashfuse", "squashfuse_ll", "fusermount", "fusermount3"):
+        assert image[tool] == (shutil.which(tool) is not None), tool
+    assert image["dev_fuse"] == os.access("/dev/fuse", os.R_OK | os.W_OK)
+    assert image["kernel_squashfs"] == ("squashfs" in Path("/proc/filesystems").read_text())
+    site = parse_target(data).site
+    assert site.can_mount_images() == bool(
+        (shutil.which("squashfuse") or shutil.which("squashfuse_ll")) and image["dev_fuse"])
+    # a record from a probe that did not ask says unknown, not "no"
+    del data["site"]["image"]  # type: ignore[attr-defined]
+    assert parse_target(data).site.can_mount_images() is None

@@ -485,7 +485,10 @@ if [ "$unpack" != 0 ] || [ "$rc" != 0 ] || [ ! -f "$work/tree/gapship/manifest.j
 fi
 rm -f "$fifo"
 say "  extracting: done ($GAPSHIP_FILE_COUNT files, checksum ok)"
-sh "$work/tree/gapship/libexec/write-activation.sh" "$work/tree" "$prefix" \
+activation="$work/tree/gapship/libexec/write-activation.sh"
+# --format squashfs: the image's own step writes the activation that mounts it
+[ ! -f "$work/tree/gapship/libexec/image-install.sh" ] || activation="$work/tree/gapship/libexec/image-install.sh"
+sh "$activation" "$work/tree" "$prefix" \
     || die "writing the activation files failed (see above); nothing was installed."
 
 # A filesystem mounted noexec extracts fine but cannot run anything: find out now.

@@ -12,6 +12,7 @@ from typing import Any
 from rich.table import Table
 
 from gapship import ui
+from gapship.bundle.image import FORMATS
 from gapship.cli.python_options import add_python_arguments, python_spec
 from gapship.pack import PackResult, pack_lock, pack_spec
 from gapship.plan import Lock
@@ -35,6 +36,10 @@ def register(sub: Any) -> None:
     p.add_argument("--level", type=int, metavar="N",
                    help="compression level on the codec's own scale: zstd 1-19 (default 3), "
                    "gzip 1-9 (default 6)")
+    p.add_argument("--format", choices=FORMATS, default="directory", dest="image_format",
+                   help="directory (default): the tree, extracted at install; squashfs: one "
+                        "SquashFS image that activation mounts with squashfuse (for parallel "
+                        "filesystems: one file instead of tens of thousands)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--sign", type=Path, metavar="KEY",
                    help="sign the bundle with this private key (from `gapship keygen`); the "
@@ -132,7 +137,7 @@ def _pack(args: argparse.Namespace) -> PackResult:
         result = pack_lock(spec_or_lock, target, out, codec=args.codec, level=args.level,
                            python_spec=python_spec(args, PythonSpec()),
                            smoke=not args.no_verify, sign_key=args.sign,
-                           keep_tree=args.keep_tree)
+                           keep_tree=args.keep_tree, image_format=args.image_format)
     else:
         spec = spec_or_lock
         chosen = python_spec(args, spec.python_spec)
@@ -140,5 +145,5 @@ def _pack(args: argparse.Namespace) -> PackResult:
             spec = replace(spec, python_spec=chosen)
         result = pack_spec(spec, target, out, codec=args.codec, level=args.level,
                            smoke=not args.no_verify, sign_key=args.sign,
-                           keep_tree=args.keep_tree)
+                           keep_tree=args.keep_tree, image_format=args.image_format)
     return result

@@ -49,6 +49,16 @@ SITE_HOOK = "gapship-site.pth"  # in the interpreter's own site dir when that is
 #                                 lib/python3.X/site-packages (Debian's dist-packages): adds it
 PYVENV_CFG = "pyvenv.cfg"  # --python target only: ties the target's interpreter to PREFIX
 DOCTOR = "bin/gapship-doctor"
+NODES = "bin/gapship-nodes"  # the doctor and staging on every node of a Slurm allocation
+
+# --format squashfs: PREFIX holds the image and these small files; the tree is inside the image
+IMAGE = "image.sqsh"
+IMAGE_CONF = "gapship/image.conf"  # mount=DIR: where activation mounts the image (at install)
+IMAGE_INSTALL = "gapship/libexec/image-install.sh"  # run by the installer instead of
+#                                                     write-activation.sh
+IMAGE_ACTIVATE_TEMPLATE = "gapship/activation/image-activate.in"
+MOUNT = "bin/gapship-mount"  # mounts the image with squashfuse unless it is mounted
+UMOUNT = "bin/gapship-umount"
 REHOME = "bin/gapship-rehome"
 PROFILE = "bin/gapship-profile"
 REMOVE = "bin/gapship-remove"

@@ -90,6 +90,17 @@ class Site:
     container_runtime: str | None  # apptainer, singularity
     userns: bool | None  # unprivileged user namespaces allowed
     tools: tuple[tuple[str, bool], ...]  # (command, found), in the probe's order
+    # what a SquashFS image needs: (squashfuse, squashfuse_ll, fusermount, fusermount3,
+    # dev_fuse, kernel_squashfs) -> found; empty from a probe before it asked
+    image: tuple[tuple[str, bool | None], ...] = ()
+
+    def can_mount_images(self) -> bool | None:
+        """squashfuse and a /dev/fuse this user opens: None when the probe did not ask."""
+        facts = dict(self.image)
+        if not facts:
+            return None
+        return bool((facts.get("squashfuse") or facts.get("squashfuse_ll"))
+                    and facts.get("dev_fuse"))
 
 
 @dataclass(frozen=True)
@@ -215,6 +226,7 @@ def _sonames(value: object) -> frozenset[str]:
 
 def _site(site: dict[str, Any]) -> Site:
     tools = site.get("tools")
+    image = site.get("image")
     schedulers = site.get("schedulers")
     return Site(
         module_system=_text(site.get("module_system")),
@@ -224,6 +236,8 @@ def _site(site: dict[str, Any]) -> Site:
         userns=_flag(site.get("userns")),
         tools=tuple((str(t), ok) for t, ok in tools.items() if isinstance(ok, bool))
         if isinstance(tools, dict) else (),
+        image=tuple((str(t), _flag(ok)) for t, ok in image.items())
+        if isinstance(image, dict) else (),
     )
 
 

@@ -14,7 +14,7 @@
 
 # zsh runs this as POSIX sh too (no NOMATCH errors, word splitting as sh)
 [ -n "${ZSH_VERSION-}" ] && emulate sh
-PROBE_VERSION=2
+PROBE_VERSION=3
 SCHEMA_VERSION=1
 # the C locale makes tr ranges and sort orders the same everywhere
 LC_ALL=C; export LC_ALL
@@ -346,6 +346,18 @@ tools=
 for t in tar gzip xz zstd sha256sum df; do
     if have "$t"; then tools="$tools${tools:+,}\"$t\":true"; else tools="$tools${tools:+,}\"$t\":false"; fi
 done
+# what a SquashFS image (gapship pack --format squashfs) needs: squashfuse and FUSE for a user,
+# or the kernel's squashfs for a container runtime
+image=
+for t in squashfuse squashfuse_ll fusermount fusermount3; do
+    if have "$t"; then image="$image${image:+,}\"$t\":true"; else image="$image${image:+,}\"$t\":false"; fi
+done
+dev_fuse=0; [ -r "$R/dev/fuse" ] && [ -w "$R/dev/fuse" ] && dev_fuse=1
+kernel_squashfs=
+if [ -r "$R/proc/filesystems" ]; then
+    kernel_squashfs=0; grep -q 'squashfs$' "$R/proc/filesystems" && kernel_squashfs=1
+fi
+image="$image,\"dev_fuse\":$(jb "$dev_fuse"),\"kernel_squashfs\":$(jb "$kernel_squashfs")"
 
 hostname=; user=
 if [ "$REDACT" = 0 ]; then
@@ -370,6 +382,6 @@ cat <<EOF
   "shells": {"bin_sh": $(js "$bin_sh"), "login_shell": $(js "$login_shell")},
   "pythons": [$pythons],
   "nvidia": {"driver_version": $(js "$drv"), "gpus": [$gpus], "uvm_loaded": $(jb "$uvm"), "cuda_toolkits": [$toolkits], "nvcc_version": $(js "$nvcc"), "cudnn_headers": [$cudnn]},
-  "site": {"module_system": $(js "$modsys"), "modulepath": $(js "${MODULEPATH:-}"), "schedulers": [$sched], "container_runtime": $(js "$container"), "userns": $(jb "$userns"), "tools": {$tools}}
+  "site": {"module_system": $(js "$modsys"), "modulepath": $(js "${MODULEPATH:-}"), "schedulers": [$sched], "container_runtime": $(js "$container"), "userns": $(jb "$userns"), "tools": {$tools}, "image": {$image}}
 }
 EOF
