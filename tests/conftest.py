@@ -69,6 +69,7 @@ INTEGRATION_MARKS: dict[str, tuple[str, ...]] = {
     "test_end_to_end": ("replica", "network", "slow"),
     "test_gpu_stack": ("replica", "network", "slow"),
     "test_installer_replica": ("replica",),
+    "test_build_python": ("replica", "network", "slow"),
     "test_interpreters": ("replica", "network", "slow"),
     "test_plan_resolve": ("network",),
     "test_probe_replica": ("replica",),
