@@ -32,10 +32,10 @@ SOURCES = Path.home() / ".cache" / "gapship" / "sources"
 VERSION = "3.11.2"
 STDLIB = ("ssl, hashlib, sqlite3, ctypes, lzma, bz2, zlib, decimal, readline, uuid, curses, "
           "platform")
-CHECK = ("import {0}; ssl.create_default_context(); hashlib.sha3_256(b''); "
+CHECK = (f"import {STDLIB}; ssl.create_default_context(); hashlib.sha3_256(b''); "
          "hashlib.blake2b(b''); sqlite3.connect(':memory:').execute('select 1'); "
          "ctypes.CDLL(None); lzma.compress(b'x'); bz2.compress(b'x'); zlib.crc32(b'x'); "
-         "print('stdlib ok', ssl.OPENSSL_VERSION)").format(STDLIB)
+         "print('stdlib ok', ssl.OPENSSL_VERSION)")
 
 
 def _debian(source: build.Source) -> str:

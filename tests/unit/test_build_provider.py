@@ -124,3 +124,21 @@ def test_auto_tries_the_build_last(builder: dict[str, Any],  # noqa: F811
     choice = providers.choose_python(PythonSpec(version="3.11"), centos7)
     assert choice.source == "build" and choice.interpreter is built
     assert "compiled from source" in choice.reason and "not twin" in choice.reason
+
+
+def test_the_seeds_python_3_6_on_centos7_names_the_build_from_a_source_tarball(
+        builder: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The seed's row: 3.6 + tensorflow-gpu 1.11 on CentOS 7 (glibc 2.17). Nothing here
+    serves 3.6 and gapship pins no 3.6 source: the refusal says the build takes the release
+    tarball, for glibc 2.17 (the build itself: tests/integration/test_build_python.py)."""
+    monkeypatch.setattr(build, "build_python", REAL_BUILD)
+    monkeypatch.setattr(providers, "uv_downloadable", lambda minor: minor != "3.6")
+    centos7 = recorded("centos7-v100")
+    with pytest.raises(StageError) as err:
+        providers.choose_python(PythonSpec(version="3.6", source="build"), centos7)
+    assert err.value.message.startswith("--python build: gapship pins no CPython 3.6 source")
+    assert "--python build:3.6 --python-source FILE (the CPython 3.6 source tarball, " \
+        "Python-3.6.Y.tgz from python.org: gapship compiles it for glibc 2.17)" in err.value.hint
+
+
+REAL_BUILD = build.build_python
