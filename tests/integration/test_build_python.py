@@ -30,7 +30,7 @@ from tests.integration.test_interpreters import install_and_use
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "targets"
 SOURCES = Path.home() / ".cache" / "gapship" / "sources"
 VERSION = "3.11.2"
-STDLIB = ("ssl, hashlib, sqlite3, ctypes, lzma, bz2, zlib, decimal, readline, uuid, curses, "
+STDLIB = ("ssl, hashlib, sqlite3, ctypes, lzma, bz2, zlib, decimal, readline, uuid, "
           "platform")
 CHECK = (f"import {STDLIB}; ssl.create_default_context(); hashlib.sha3_256(b''); "
          "hashlib.blake2b(b''); sqlite3.connect(':memory:').execute('select 1'); "

@@ -142,3 +142,18 @@ def test_the_seeds_python_3_6_on_centos7_names_the_build_from_a_source_tarball(
 
 
 REAL_BUILD = build.build_python
+
+
+def test_a_failing_step_names_itself_its_log_and_the_compilers_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = tmp_path / "recipe.sh"
+    script.write_text('echo "checking for cc... yes"\necho "zlib.c:3:1: error: expected \';\'"\n'
+                      'for i in 1 2 3 4 5 6 7 8; do echo "make: leaving $i"; done\nexit 2\n')
+    monkeypatch.setattr(build, "_script", lambda name: script)
+    with pytest.raises(build.BuildError) as err:
+        build._run_step("build_libraries.sh", "zlib", "zlib 1.3", tmp_path, {}, tmp_path / "logs")
+    message = err.value.message
+    assert "\n" not in message
+    assert message.startswith(f"building CPython: step zlib failed (exit 2; log "
+                              f"{tmp_path / 'logs' / 'zlib.log'}): zlib.c:3:1: error: expected")
+    assert message.endswith("make: leaving 8") and "leaving 2" not in message
