@@ -157,3 +157,21 @@ def test_a_failing_step_names_itself_its_log_and_the_compilers_error(
     assert message.startswith(f"building CPython: step zlib failed (exit 2; log "
                               f"{tmp_path / 'logs' / 'zlib.log'}): zlib.c:3:1: error: expected")
     assert message.endswith("make: leaving 8") and "leaving 2" not in message
+
+
+def test_the_builders_paths_leave_the_install(tmp_path: Path) -> None:
+    root = tmp_path / "cache" / "build"
+    prefix = tmp_path / "python"
+    (prefix / "lib").mkdir(parents=True)
+    sysconfig = prefix / "lib" / "_sysconfigdata.py"
+    sysconfig.write_text(f"CC = '{root}/tools/cc -pthread'\nCPPFLAGS = '-I{root}/deps/include'\n")
+    module = prefix / "lib" / "_ssl.so"
+    modules = f"{root}/deps/lib/ossl-modules".encode()
+    module.write_bytes(b"\x7fELF\0" + modules + b"\0tail\0")
+    (prefix / "lib" / "clean.py").write_text("x = 1\n")
+    assert build.scrub(prefix, root) == 2
+    assert sysconfig.read_text() == "CC = 'cc -pthread'\nCPPFLAGS = '-I/build/deps/include'\n"
+    data = module.read_bytes()
+    assert len(data) == len(modules) + 11 and str(root).encode() not in data
+    assert data.startswith(b"\x7fELF\0/gapship-build/") and b"//deps/lib/ossl-modules\0tail" \
+        in data

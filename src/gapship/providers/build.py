@@ -342,6 +342,37 @@ def _run_step(script: str, step: str, label: str, cwd: Path, env: dict[str, str]
     ui.err.print(f"    {label}: done in {time.monotonic() - started:.0f} s")
 
 
+def scrub(prefix: Path, root: Path) -> int:
+    """Take the builder's paths under ``root`` (the compiler wrappers, the libraries' prefix,
+    the source tree) out of an install; return how many files changed.
+
+    Text (sysconfig data, Makefile, python-config, .pc) names the wrappers by their bare name
+    (``cc``) and the rest under ``/build``; binaries keep every string's length: the path
+    becomes ``/gapship-build//...`` padded with slashes (OpenSSL's compiled-in module
+    directory, for one)."""
+    old = str(root.resolve()).encode()
+    tools = old + b"/tools/"
+    head = b"/gapship-build"
+    same_length = head + b"/" * max(len(old) - len(head), 0) if len(old) >= len(head) else old
+    changed = 0
+    for path in sorted(prefix.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if old not in data:
+            continue
+        if b"\0" in data:
+            new = data.replace(old, same_length)
+        else:
+            new = data.replace(tools, b"").replace(old, b"/build")
+        tmp = path.with_name(path.name + ".gapship-tmp")
+        tmp.write_bytes(new)
+        os.chmod(tmp, path.stat().st_mode)
+        os.replace(tmp, path)
+        changed += 1
+    return changed
+
+
 def _complete(path: Path) -> bool:
     return (path / ".gapship-complete").is_file()
 
@@ -438,6 +469,7 @@ def build_python(version: str | None, target_glibc: tuple[int, ...] | None, *,
             _run_step("build_cpython.sh", step, f"[{n}/3] {label}: {what}", src, env, logs)
         (tmp / "destdir" / "install").rename(tmp / "python")
         shutil.rmtree(tmp / "destdir")
+        scrub(tmp / "python", build_root())
         _finish(tmp, dest, f"CPython {source.version} glibc {glibc[0]}.{glibc[1]}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
