@@ -70,6 +70,7 @@ INTEGRATION_MARKS: dict[str, tuple[str, ...]] = {
     "test_gpu_stack": ("replica", "network", "slow"),
     "test_image": ("network", "slow"),
     "test_installer_replica": ("replica",),
+    "test_build_python": ("replica", "network", "slow"),
     "test_interpreters": ("replica", "network", "slow"),
     "test_plan_resolve": ("network",),
     "test_probe_replica": ("replica",),

@@ -24,7 +24,7 @@ _KNOWN_KEYS = ("name", "version", "python", "packages", "framework", "cuda", "cu
                "indexes", "find_links", "exclude", "compute")
 # `framework = "none"`: a plain Python environment
 NO_FRAMEWORK = "none"
-PYTHON_SOURCES = ("auto", "host", "twin", "target", "standalone")
+PYTHON_SOURCES = ("auto", "host", "twin", "target", "standalone", "build")
 
 # What `gapship demo` and the README's first command pack when no spec is given.
 DEFAULT_SPEC_TOML = """\
@@ -40,13 +40,18 @@ class PythonSpec:
 
     ``source`` is auto, host, twin, target, standalone (with ``version``) or a path to a Python
     prefix or archive; ``archive`` a python-build-standalone archive already downloaded;
-    ``twin_root`` a rootfs of the target's release that the user already has.
+    ``twin_root`` a rootfs of the target's release that the user already has; for ``build``
+    (CPython compiled for the target's glibc) ``release`` is an exact "3.X.Y", ``tarball`` its
+    source tarball and ``deps_source`` a directory holding the libraries' tarballs (offline).
     """
 
     version: str | None = None
     source: str = "auto"
     archive: str | None = None
     twin_root: str | None = None
+    tarball: str | None = None
+    deps_source: str | None = None
+    release: str | None = None
 
 
 @dataclass(frozen=True)
@@ -256,7 +261,7 @@ def _python(value: object, problems: list[str]) -> PythonSpec:
             problems.append(problem)
             return PythonSpec()
         return PythonSpec(version=str(value))
-    known = ("version", "source", "archive", "twin_root")
+    known = ("version", "source", "archive", "twin_root", "tarball", "deps_source")
     problems += [f"unknown key `python.{k}` (known: {', '.join(known)})"
                  for k in sorted(set(value) - set(known))]
     version = value.get("version")
@@ -269,11 +274,12 @@ def _python(value: object, problems: list[str]) -> PythonSpec:
         problems.append(f"key `python.source` = {source!r}: use one of "
                         f"{', '.join(PYTHON_SOURCES)} or a path to a Python prefix or archive")
         source = "auto"
-    archive, twin_root = value.get("archive"), value.get("twin_root")
-    for key, item in (("archive", archive), ("twin_root", twin_root)):
+    paths = {key: value.get(key) for key in ("archive", "twin_root", "tarball", "deps_source")}
+    for key, item in paths.items():
         if item is not None and not isinstance(item, str):
             problems.append(f"key `python.{key}` must be a path")
-    return PythonSpec(version=version, source=source, archive=archive, twin_root=twin_root)
+            paths[key] = None
+    return PythonSpec(version=version, source=source, **paths)
 
 
 def _toolkit(key: str, value: object, problems: list[str]) -> ToolkitSpec:

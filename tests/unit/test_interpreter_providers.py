@@ -26,7 +26,7 @@ from gapship.node.loader import Loader, real_path
 from gapship.pack import interpreter_for_lock, provide
 from gapship.plan import Lock
 from gapship.probe import TargetInfo, parse_target
-from gapship.providers import standalone, twin
+from gapship.providers import build, standalone, twin
 from gapship.providers.python import PythonInstall, TargetPython, find_host_python
 from gapship.spec import PythonSpec, parse_spec
 from gapship.stage.relocate import neutral_prefix, replace_c_strings
@@ -79,6 +79,13 @@ def builder(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         stdlib=root / "usr/lib/python3.9", platstdlib=root / "usr/lib/python3.9",
         shared=True, sysroot=root))
     monkeypatch.setattr(twin, "build_blocker", lambda release: None)
+
+    def no_sources(version: str | None, glibc: tuple[int, ...] | None, **given: Any
+                   ) -> PythonInstall:
+        state.setdefault("builds", []).append((version, glibc))
+        raise build.BuildError(f"the source of python {version} is not here")
+
+    monkeypatch.setattr(build, "build_python", no_sources)
     return state
 
 
@@ -308,7 +315,8 @@ def test_interpreter_needs_cover_the_closure_of_the_host_python() -> None:
 # ---------------------------------------------------------------- command line
 
 def args(**kw: str | None) -> argparse.Namespace:
-    base: dict[str, str | None] = {"python": None, "python_archive": None, "twin_root": None}
+    base: dict[str, str | None] = {"python": None, "python_archive": None, "twin_root": None,
+                                   "python_source": None, "deps_source": None}
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -323,6 +331,15 @@ def test_python_options_override_the_spec() -> None:
     assert python_spec(args(python="./py"), spec) == PythonSpec("3.9", "./py")
     with pytest.raises(SpecError, match="not a source"):
         python_spec(args(python="conda"), spec)
+    # build: a version or an exact release; a source tarball or the libraries' implies it
+    assert python_spec(args(python="build:3.6"), spec) == PythonSpec("3.6", "build")
+    assert python_spec(args(python="build:3.11.9"), spec) == PythonSpec(
+        "3.11", "build", release="3.11.9")
+    assert python_spec(args(python_source="/Python-3.9.2.tgz", deps_source="/deps"), spec) == \
+        PythonSpec("3.9", "build", tarball="/Python-3.9.2.tgz", deps_source="/deps")
+    assert parse_spec('name = "seed"\npython = { version = "3.6", source = "build" }\n'
+                      ).python_spec == \
+        PythonSpec("3.6", "build")
 
 
 # ---------------------------------------------------------------- tied to the target's Python
@@ -495,8 +512,11 @@ def test_python_3_6_for_debian_11_names_only_ways_that_can_work(
     assert ("--twin-root DIR (a rootfs of Ubuntu 18.04 (bionic) or Ubuntu 18.10 (cosmic), which "
             "ship Python 3.6 with glibc 2.27 or 2.28, not newer than the target's 2.31") in hint
     assert "debootstrap --include=python3,python3-distutils bionic DIR" in hint
+    # a build from the 3.6 source tarball, for the target's glibc, always can
+    assert ("--python build:3.6 --python-source FILE (the CPython 3.6 source tarball, "
+            "Python-3.6.Y.tgz from python.org: gapship compiles it for glibc 2.31)") in hint
     for dead_end in ("target's release", "Debian 11", "another version", "python = \"3.9\"",
-                     "build:", "--python host"):
+                     "--python host"):
         assert dead_end not in hint, dead_end
     # every release the hint names does ship 3.6 with a glibc the target has
     named = [r for r in twin.releases() if r.describe() in hint]

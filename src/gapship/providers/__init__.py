@@ -6,9 +6,11 @@ Sources, and what each gives:
   or ``uv python install``;
 - ``target``: the Python the probe found on the target; only the packages ship;
 - ``twin``: the target's OS release in a rootfs, and the Python that release ships;
+- ``build``: CPython compiled from source with zig for the target's glibc (2.17 at the
+  oldest): any version whose source gapship pins or the user gives; the slowest, once;
 - a path: any Python prefix or archive.
-``auto`` takes the first of host, standalone, target, twin that can serve the target and
-says why; when none can, one message says what each would need.
+``auto`` takes the first of host, standalone, target, twin, build that can serve the target
+and says why; when none can, one message says what each would need.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from gapship.files import sha256_file
 from gapship.node.elf import GLIBC, VersionNeeds, iter_elf_paths, version_needs
 from gapship.node.loader import Loader
 from gapship.probe import TargetInfo
-from gapship.providers import twin
+from gapship.providers import build, twin
 from gapship.providers.python import (
     OLDEST_PYTHON,
     Interpreter,
@@ -34,7 +36,7 @@ from gapship.providers.python import (
 from gapship.providers.standalone import from_archive, from_path, from_uv, uv_downloadable
 from gapship.spec import PythonSpec
 
-AUTO_ORDER = ("host", "standalone", "target", "twin")
+AUTO_ORDER = ("host", "standalone", "target", "twin", "build")
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,40 @@ def _host(want: PythonSpec, target: TargetInfo, auto: bool) -> PythonInstall:
     return _fitting(python, target) if auto else python
 
 
-def _provide(source: str, want: PythonSpec, target: TargetInfo, auto: bool) -> Interpreter:
+def _build_release(want: PythonSpec, usable: tuple[str, ...] | None) -> str | None:
+    """The release a build would give: the one asked for, else the newest pinned release of
+    the version asked (or of the newest version the framework runs on)."""
+    if want.release or want.tarball:
+        return want.release or want.version
+    minors = [want.version] if want.version else list(reversed(usable or ()))
+    for minor in minors:
+        pinned = build.pinned_python(minor)
+        if pinned is not None:
+            return pinned.version
+    if not minors:  # any version: the newest pinned
+        newest = max(build.python_sources(), key=versions.release, default=None)
+        return newest
+    return want.version
+
+
+def _build(want: PythonSpec, target: TargetInfo, usable: tuple[str, ...] | None
+           ) -> PythonInstall:
+    if target.libc_family != "glibc":
+        raise Unavailable(f"the target's C library is {target.libc_family or 'unknown'}; builds "
+                          "are for glibc")
+    release = _build_release(want, usable)
+    tarball = Path(want.tarball).expanduser() if want.tarball else None
+    deps = Path(want.deps_source).expanduser() if want.deps_source else None
+    try:
+        python = build.build_python(release, target.glibc_version, python_tarball=tarball,
+                                    deps_source=deps, offline=deps is not None)
+    except build.BuildError as exc:
+        raise Unavailable(exc.message) from None
+    return _fitting(python, target)
+
+
+def _provide(source: str, want: PythonSpec, target: TargetInfo, auto: bool,
+             usable: tuple[str, ...] | None = None) -> Interpreter:
     if source == "host":
         return _host(want, target, auto)
     if source == "standalone":
@@ -189,6 +224,8 @@ def _provide(source: str, want: PythonSpec, target: TargetInfo, auto: bool) -> I
         return target_python(target, want.version)
     if source == "twin":
         return _twin(want, target)
+    if source == "build":
+        return _build(want, target, usable)
     return from_path(Path(source).expanduser(), want.version)
 
 
@@ -217,6 +254,7 @@ _REASONS = {
     "standalone": "python-build-standalone (built for glibc 2.17)",
     "target": "the target's own Python: only the packages ship",
     "twin": "the Python of the target's OS release, from a rootfs of it",
+    "build": "CPython compiled from source with zig for the target's glibc",
 }
 
 
@@ -235,7 +273,7 @@ def choose_python(want: PythonSpec, target: TargetInfo,
         except Unavailable as exc:
             raise StageError(f"--python {want.source}: {exc.message}.",
                              "Choose another source with --python (auto, host, standalone:3.X, "
-                             "target, twin, or a path)"
+                             "target, twin, build:3.X, or a path)"
                              + (f", or {ways}" if (ways := ways_out(want, target, pythons))
                                 else "") + ".") from None
         # a path stays the source's name: a lock planned with it finds it again
@@ -251,7 +289,7 @@ def choose_python(want: PythonSpec, target: TargetInfo,
             skipped.append(f"{source}: {other.format(known)}")
             continue
         try:
-            interpreter = _provide(source, want, target, auto=True)
+            interpreter = _provide(source, want, target, auto=True, usable=usable)
         except GapshipError as exc:
             skipped.append(f"{source}: {exc.message.rstrip('.')}")
             continue
@@ -296,6 +334,10 @@ def ways_out(want: PythonSpec, target: TargetInfo, pythons: tuple[str, ...] | No
     ways = [f"--python-archive FILE (an install_only archive of Python {minor or '3.X'}, "
             "python-build-standalone's or a prefix of your own tarred as python/, built for "
             f"glibc <= {target.glibc})"]
+    glibc = versions.dotted(build.build_glibc(target.glibc_version))
+    ways.append(f"--python build:{minor or '3.X'} --python-source FILE (the CPython "
+                f"{minor or '3.X'} source tarball, Python-{minor or '3.X'}.Y.tgz from python.org: "
+                f"gapship compiles it for glibc {glibc})")
     own = twin.release_for(target)
     if minor is None:
         if own is None or versions.release(own.python) >= OLDEST_PYTHON:
