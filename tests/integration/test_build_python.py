@@ -118,17 +118,23 @@ def here(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_plans_for_centos7(here: Path, sources: Path, built: tuple[PythonInstall, float]
-                           ) -> None:
-    """The CentOS 7 fixture (glibc 2.17), where no other source serves 3.11: the plan takes
-    the cached build. (Packing for it needs the target's library list, which the recorded
-    fixture does not hold: the closure check refuses libc.so.6 there, for any source.)"""
-    proc = gapship("plan", str(here / "env.toml"), "--target",
-                   str(FIXTURES / "centos7-v100" / "expected.json"), "--json",
+def test_packs_for_centos7(here: Path, sources: Path, built: tuple[PythonInstall, float]
+                          ) -> None:
+    """The CentOS 7 fixture (glibc 2.17), where no other source serves 3.11: the pack takes
+    the cached build, and every ELF file it ships needs at most GLIBC_2.17."""
+    tree = here / "centos7-tree"
+    proc = gapship("pack", str(here / "env.toml"), "--target",
+                   str(FIXTURES / "centos7-v100" / "expected.json"), "--json", "-o",
+                   str(here / "centos7.run"), "--keep-tree", str(tree),
                    "--python", "build:3.11", "--python-source",
                    str(sources / "python3.11_3.11.2.orig.tar.gz"), "--deps-source", str(sources))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Python 3.11.2 from build" in proc.stderr and "(cached in" in proc.stderr
+    files = {Path(p): p for p in iter_elf_paths(tree)}
+    assert any("numpy" in str(p) for p in files)
+    needs = version_needs(files, is_system_library)
+    assert needs.newest_glibc() is not None and needs.newest_glibc() <= (2, 17), {
+        v: f[:3] for v, f in needs.glibc.items() if v > (2, 17)}
 
 
 @pytest.mark.parametrize("release", ["bullseye", "trixie"])

@@ -481,6 +481,14 @@ def headless_alternatives() -> dict[str, str]:
     return data
 
 
+@functools.cache
+def glibc_libraries() -> frozenset[str]:
+    """glibc's own libraries (data/system_libs.json): on every glibc target, listed or not."""
+    text = resources.files(__package__).joinpath("data").joinpath("system_libs.json").read_text(
+        encoding="utf-8")
+    return frozenset(json.loads(text)["glibc"])
+
+
 def is_system_library(name: str) -> bool:
     """Whether every glibc system has ``name`` (the dynamic loaders included)."""
     return name in system_libraries() or name.startswith("ld-linux")

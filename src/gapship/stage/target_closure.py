@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gapship import versions
-from gapship.compat import headless_alternatives, is_system_library
+from gapship.compat import glibc_libraries, headless_alternatives, is_system_library
 from gapship.errors import CompatError, StageError
 from gapship.files import edited
 from gapship.node import layout
@@ -71,7 +71,7 @@ class TargetLoader(Loader):
         self.libraries = libraries
 
     def target_has(self, name: str) -> bool:
-        if name.startswith("ld-linux"):
+        if name.startswith("ld-linux") or name in glibc_libraries():
             return True
         if self.libraries is None:
             return is_system_library(name)
