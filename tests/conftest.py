@@ -70,6 +70,7 @@ INTEGRATION_MARKS: dict[str, tuple[str, ...]] = {
     "test_gpu_stack": ("replica", "network", "slow"),
     "test_installer_replica": ("replica",),
     "test_interpreters": ("replica", "network", "slow"),
+    "test_parts_replica": ("replica",),
     "test_plan_resolve": ("network",),
     "test_probe_replica": ("replica",),
     "test_seed_stack": ("replica", "network", "slow"),

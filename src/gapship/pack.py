@@ -61,7 +61,7 @@ class Provided:
 
 def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, codec: str = "auto",
               level: int | None = None, keep_tree: Path | None = None, smoke: bool = True,
-              sign_key: Path | None = None) -> PackResult:
+              sign_key: Path | None = None, split: int | None = None) -> PackResult:
     """Build ``out`` for ``target`` from env.toml's spec. Nothing is written at ``out``
     unless every check passed; ``smoke=False`` (--no-verify) skips the smoke run. ``codec``
     (auto, zstd, gzip) and ``level`` (the codec's own scale; None: its default) compress the
@@ -70,20 +70,22 @@ def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, codec: str = "auto",
     provided = provide(spec, target)
     lock = plan_spec(spec, target, provided)
     return _fetch_stage_bundle(lock, provided.python.interpreter, target, out, codec=chosen,
-                               keep_tree=keep_tree, smoke=smoke, sign_key=sign_key)
+                               keep_tree=keep_tree, smoke=smoke, sign_key=sign_key,
+                               split=split)
 
 
 def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
               python_spec: PythonSpec | None = None, codec: str = "auto",
               level: int | None = None, keep_tree: Path | None = None, smoke: bool = True,
-              sign_key: Path | None = None) -> PackResult:
+              sign_key: Path | None = None, split: int | None = None) -> PackResult:
     """Build ``out`` for ``target`` exactly from a lock that `gapship plan` wrote.
     ``python_spec`` (the CLI's --python options) names the archive or rootfs to take the
     lock's interpreter from."""
     chosen = choose(codec, target.site.tools, level)
     interpreter = interpreter_for_lock(lock, python_spec or PythonSpec(), target)
     return _fetch_stage_bundle(lock, interpreter, target, out, codec=chosen,
-                               keep_tree=keep_tree, smoke=smoke, sign_key=sign_key)
+                               keep_tree=keep_tree, smoke=smoke, sign_key=sign_key,
+                               split=split)
 
 
 # ---- providers
@@ -169,7 +171,8 @@ def _refuse_missing_toolkit(lock: Lock) -> None:
 
 def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo, out: Path,
                         *, codec: Codec, keep_tree: Path | None, smoke: bool,
-                        sign_key: Path | None = None) -> PackResult:
+                        sign_key: Path | None = None, split: int | None = None
+                        ) -> PackResult:
     _refuse_missing_toolkit(lock)
     for warning in lock.warnings:
         ui.warn(warning)
@@ -183,7 +186,7 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
                      else verify.skipped("--no-verify"))
         bundle = write_bundle(tree.path, out, name=lock.name, version=lock.env_version,
                               python=interpreter.version, installed_bytes=tree.total_bytes,
-                              codec=codec, sign_key=sign_key)
+                              codec=codec, sign_key=sign_key, split=split)
         if keep_tree is not None:
             shutil.rmtree(keep_tree, ignore_errors=True)
             shutil.move(str(tree.path), keep_tree)
