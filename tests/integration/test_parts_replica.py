@@ -57,7 +57,7 @@ def test_a_split_bundle_in_the_replica(trixie: Replica, tmp_path: Path) -> None:
     # next to the .run there are no parts: all named, and where they were looked for
     assert f"looked in {HOME}" in refusals[0] and "send them again" in refusals[0]
     assert all(f"{p.path.name} is missing" in refusals[0] for p in info.parts)
-    assert (f"tiny.part-002 is missing, tiny.part-005 is damaged (sha256 "
+    assert ("tiny.part-002 is missing, tiny.part-005 is damaged (sha256 "
             in refusals[1]) and "send them again; nothing was installed" in refusals[1]
     assert "damaged" in refusals[2] and "Send cut.run again" in refusals[2]
     assert "every part is complete, checksums ok" in proc.stderr

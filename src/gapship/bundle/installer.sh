@@ -156,6 +156,8 @@ if [ -n "$GAPSHIP_PARTS" ]; then
     [ "$GAPSHIP_SIGNATURE_BYTES" = 0 ] || command -v head >/dev/null 2>&1 \
         || die "'head' is not installed on this machine; it is needed to install."
     [ -d "$parts_dir" ] || die "--parts $parts_dir is not a directory; give the directory that holds the parts of $(basename "$self")."
+    # as a full path, for the messages
+    parts_dir=$(cd "$parts_dir" 2>/dev/null && pwd) || die "cannot enter $parts_dir, where the parts of $(basename "$self") should be."
     payload() {
         printf '%s' "$GAPSHIP_PARTS" | while read -r _size _sum _name; do
             cat "$parts_dir/$_name" || exit 1
