@@ -20,6 +20,7 @@ from pathlib import Path
 from gapship import providers, ui, verify
 from gapship.bundle import BundleInfo, write_bundle
 from gapship.bundle.codec import Codec, choose
+from gapship.bundle.delta import OldEnvironment, write_delta
 from gapship.cache import cache_dir
 from gapship.errors import CompatError, StageError
 from gapship.fetch import FetchResult, fetch, installed_sizes
@@ -61,7 +62,8 @@ class Provided:
 
 def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, codec: str = "auto",
               level: int | None = None, keep_tree: Path | None = None, smoke: bool = True,
-              sign_key: Path | None = None, split: int | None = None) -> PackResult:
+              sign_key: Path | None = None, split: int | None = None,
+              update_of: OldEnvironment | None = None) -> PackResult:
     """Build ``out`` for ``target`` from env.toml's spec. Nothing is written at ``out``
     unless every check passed; ``smoke=False`` (--no-verify) skips the smoke run. ``codec``
     (auto, zstd, gzip) and ``level`` (the codec's own scale; None: its default) compress the
@@ -71,13 +73,14 @@ def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, codec: str = "auto",
     lock = plan_spec(spec, target, provided)
     return _fetch_stage_bundle(lock, provided.python.interpreter, target, out, codec=chosen,
                                keep_tree=keep_tree, smoke=smoke, sign_key=sign_key,
-                               split=split)
+                               split=split, update_of=update_of)
 
 
 def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
               python_spec: PythonSpec | None = None, codec: str = "auto",
               level: int | None = None, keep_tree: Path | None = None, smoke: bool = True,
-              sign_key: Path | None = None, split: int | None = None) -> PackResult:
+              sign_key: Path | None = None, split: int | None = None,
+              update_of: OldEnvironment | None = None) -> PackResult:
     """Build ``out`` for ``target`` exactly from a lock that `gapship plan` wrote.
     ``python_spec`` (the CLI's --python options) names the archive or rootfs to take the
     lock's interpreter from."""
@@ -85,7 +88,7 @@ def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
     interpreter = interpreter_for_lock(lock, python_spec or PythonSpec(), target)
     return _fetch_stage_bundle(lock, interpreter, target, out, codec=chosen,
                                keep_tree=keep_tree, smoke=smoke, sign_key=sign_key,
-                               split=split)
+                               split=split, update_of=update_of)
 
 
 # ---- providers
@@ -171,8 +174,8 @@ def _refuse_missing_toolkit(lock: Lock) -> None:
 
 def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo, out: Path,
                         *, codec: Codec, keep_tree: Path | None, smoke: bool,
-                        sign_key: Path | None = None, split: int | None = None
-                        ) -> PackResult:
+                        sign_key: Path | None = None, split: int | None = None,
+                        update_of: OldEnvironment | None = None) -> PackResult:
     _refuse_missing_toolkit(lock)
     for warning in lock.warnings:
         ui.warn(warning)
@@ -184,9 +187,14 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
         tree = stage_environment(lock, interpreter, list(fetched.paths), target, workdir)
         smoke_run = (verify.smoke_run(tree.path, lock.name, target, interpreter) if smoke
                      else verify.skipped("--no-verify"))
-        bundle = write_bundle(tree.path, out, name=lock.name, version=lock.env_version,
-                              python=interpreter.version, installed_bytes=tree.total_bytes,
-                              codec=codec, sign_key=sign_key, split=split)
+        if update_of is not None:
+            # only what differs from the installed version: NAME-OLD-to-NEW.run
+            bundle, _ = write_delta(tree.path, update_of, out, name=lock.name,
+                                    version=lock.env_version)
+        else:
+            bundle = write_bundle(tree.path, out, name=lock.name, version=lock.env_version,
+                                  python=interpreter.version, installed_bytes=tree.total_bytes,
+                                  codec=codec, sign_key=sign_key, split=split)
         if keep_tree is not None:
             shutil.rmtree(keep_tree, ignore_errors=True)
             shutil.move(str(tree.path), keep_tree)

@@ -13,7 +13,9 @@ from rich.table import Table
 
 from gapship import ui
 from gapship.bundle import parse_size
+from gapship.bundle.delta import delta_name, read_old
 from gapship.cli.python_options import add_python_arguments, python_spec
+from gapship.errors import BundleError
 from gapship.pack import PackResult, pack_lock, pack_spec
 from gapship.plan import Lock
 from gapship.probe import resolve_target
@@ -44,6 +46,10 @@ def register(sub: Any) -> None:
                    help="cut the payload into parts of SIZE (1G, 500M: K, M, G are powers of "
                    "1024) written as NAME.part-001 ... beside NAME.run, which verifies them all "
                    "before installing (sh NAME.run [--parts DIR])")
+    p.add_argument("--update-of", type=Path, metavar="OLD",
+                   help="write only what differs from the installed environment OLD (its .run, "
+                   "or PREFIX/gapship/manifest.json) as NAME-OLDVERSION-to-NEWVERSION.run, "
+                   "applied there with: sh DELTA.run --prefix PREFIX")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the smoke run (the environment's doctor in a replica of the "
                    "target before the bundle is written); the static checks still run")
@@ -144,15 +150,26 @@ def _pack(args: argparse.Namespace) -> PackResult:
     spec_or_lock = load_spec_or_lock(args.spec)
     target = resolve_target(args.target)
     out = args.output or Path(f"{spec_or_lock.name}.run")
+    old = None
+    if args.update_of is not None:
+        if split is not None or args.sign is not None:
+            raise BundleError("--update-of writes a delta, which is neither split nor signed.",
+                              "Leave out --split and --sign with --update-of.")
+        old = read_old(args.update_of)
+        version = (spec_or_lock.env_version if isinstance(spec_or_lock, Lock)
+                   else spec_or_lock.version)
+        out = args.output or Path(delta_name(spec_or_lock.name, old.version, version))
     if isinstance(spec_or_lock, Lock):
         result = pack_lock(spec_or_lock, target, out, codec=args.codec, level=args.level,
                            python_spec=python_spec(args, PythonSpec()),
-                           smoke=not args.no_verify, sign_key=args.sign, split=split)
+                           smoke=not args.no_verify, sign_key=args.sign, split=split,
+                           update_of=old)
     else:
         spec = spec_or_lock
         chosen = python_spec(args, spec.python_spec)
         if chosen is not None:
             spec = replace(spec, python_spec=chosen)
         result = pack_spec(spec, target, out, codec=args.codec, level=args.level,
-                           smoke=not args.no_verify, sign_key=args.sign, split=split)
+                           smoke=not args.no_verify, sign_key=args.sign, split=split,
+                           update_of=old)
     return result
