@@ -1,7 +1,7 @@
 """Benchmark: the payload codecs on one staged tree, paired in one run (ratios matter: the
 machine is shared).
 
-    python benchmarks/codecs.py TREE [--rounds 3] [--out FILE.json]
+    python benchmarks/payload_codecs.py TREE [--rounds 3] [--out FILE.json]
 
 TREE is a staged environment (gapship/manifest.json in it; one is added to a copy when it
 has none, e.g. for a plain venv). Times write_bundle with zstd (multi-threaded, level 3),
@@ -83,6 +83,32 @@ def staged_copy(tree: Path, work: Path) -> Path:
     return copy
 
 
+def time_install(run: Path, codec: str, prefix: Path, floor_first: bool = False
+                 ) -> dict[str, float]:
+    """Seconds of `dash RUN --prefix` and of `tail | CODEC -dc | tar -x` of its payload, in
+    the order asked (alternate it between rounds: the second runs after the first's delete)."""
+    offset = _payload_offset(run) + 1
+
+    def installer() -> None:
+        subprocess.run(["dash", str(run), "--prefix", str(prefix)], check=True,
+                       stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+    def floor() -> None:
+        prefix.mkdir()
+        subprocess.run(f"tail -c +{offset} {run} | {codec} -dc | tar -C {prefix} -xf -",
+                       shell=True, check=True)
+
+    order = [("floor", floor), ("install", installer)]
+    seconds = {}
+    for kind, action in order if floor_first else order[::-1]:
+        shutil.rmtree(prefix, ignore_errors=True)
+        subprocess.run(["sync"], check=False)
+        seconds[f"floor {codec} -dc|tar -x" if kind == "floor" else f"install {codec}"] = \
+            _timed(action)
+    shutil.rmtree(prefix, ignore_errors=True)
+    return seconds
+
+
 def measure(tree: Path, work: Path, rounds: int = 3) -> dict[str, Any]:
     tree = staged_copy(tree, work)
     size = sum(p.lstat().st_size for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
@@ -114,19 +140,9 @@ def measure(tree: Path, work: Path, rounds: int = 3) -> dict[str, Any]:
             f"tar -C {tree} -cf - . | zstd -q -T0 -3 > {floor}", shell=True, check=True)))
         sizes["floor tar|zstd -T0 -3"] = floor.stat().st_size
         for codec, run in (("zstd", runs["zstd"]), ("gzip", runs["gzip-parallel"])):
-            prefix = work / "installed"
-            shutil.rmtree(prefix, ignore_errors=True)
-            times[f"install {codec}"].append(_timed(lambda run=run, prefix=prefix: subprocess.run(
-                ["dash", str(run), "--prefix", str(prefix)], check=True,
-                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)))
-            shutil.rmtree(prefix)
-            prefix.mkdir()
-            offset = _payload_offset(run) + 1
-            times[f"floor {codec} -dc|tar -x"].append(_timed(
-                lambda run=run, prefix=prefix, offset=offset, codec=codec: subprocess.run(
-                    f"tail -c +{offset} {run} | {codec} -dc | tar -C {prefix} -xf -",
-                    shell=True, check=True)))
-            shutil.rmtree(prefix)
+            for name, seconds in time_install(run, codec, work / "installed",
+                                              floor_first=len(times["zstd"]) % 2 == 0).items():
+                times[name].append(seconds)
     medians = {k: statistics.median(v) for k, v in times.items()}
     floor_pack = medians["floor tar|zstd -T0 -3"]
     return {
