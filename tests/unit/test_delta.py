@@ -8,7 +8,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -203,3 +205,32 @@ def test_the_same_version_is_refused_when_packing(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match=r"version 1\.0 already"):
         write_delta(env_tree(tmp_path / "same", "1.0"), read_old(old), tmp_path / "d.run",
                     name="tiny", version="1.0")
+
+
+def test_kill_9_while_applying_leaves_the_old_environment_then_the_next_run_applies(
+        tmp_path: Path) -> None:
+    old = full_bundle(tmp_path, "1.0")
+    prefix = tmp_path / "envs" / "tiny"
+    assert install(old, prefix).returncode == 0
+    before = state(prefix)
+    tree = env_tree(tmp_path / "big-2.0", "2.0")
+    (tree / SITE / "added" / "data.bin").write_bytes(os.urandom(60_000_000))
+    write_json(tree / layout.MANIFEST, build_manifest(tree))
+    delta, _ = write_delta(tree, read_old(old), tmp_path / "big.run", name="tiny", version="2.0")
+    proc = subprocess.Popen([*shell_argv("dash"), str(delta.path), "--prefix", str(prefix)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 60
+    while not list(prefix.parent.glob(".tiny.gapship-install.*/tree/lib")):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert state(prefix) == before
+    assert ".tiny.gapship-lock" in debris(prefix.parent)
+    again = apply(delta.path, prefix)
+    assert again.returncode == 0, again.stderr
+    assert "removed the lock" in again.stderr and "left by an install that was killed" in \
+        again.stderr
+    assert (prefix / "gapship" / "version").read_text() == "2.0\n"
+    assert debris(prefix.parent) == []
