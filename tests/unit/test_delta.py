@@ -6,6 +6,7 @@ link it) running the shipped apply program."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -234,3 +235,19 @@ def test_kill_9_while_applying_leaves_the_old_environment_then_the_next_run_appl
         again.stderr
     assert (prefix / "gapship" / "version").read_text() == "2.0\n"
     assert debris(prefix.parent) == []
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_the_old_environment_is_read_from_a_run_split_or_not(tmp_path: Path, codec: str) -> None:
+    tree = env_tree(tmp_path / "tree", "1.0")
+    want = json.loads((tree / layout.MANIFEST).read_text())
+    for name, split in (("whole", None), ("split", 64 * 1024)):
+        run = write_bundle(tree, tmp_path / name / "tiny.run", name="tiny", version="1.0",
+                           python="3.11.7", installed_bytes=1, codec=choose(codec, (), None),
+                           split=split).path
+        old = read_old(run)
+        assert (old.name, old.version, old.manifest) == ("tiny", "1.0", want)
+    with pytest.raises(BundleError, match="cannot read"):
+        for part in (tmp_path / "split").glob("tiny.part-*"):
+            part.unlink()
+        read_old(tmp_path / "split" / "tiny.run")

@@ -54,10 +54,14 @@ def _header_values(data: bytes) -> dict[str, str]:
 class _Concat(io.RawIOBase):
     """The payload of a .run, from the file or from its parts, as one stream."""
 
-    def __init__(self, run: Path, values: dict[str, str]) -> None:
+    def __init__(self, run: Path, values: dict[str, str], head: bytes) -> None:
         self.files: list[tuple[Path, int, int]] = []
-        if values.get("GAPSHIP_PARTS"):
-            for line in values["GAPSHIP_PARTS"].splitlines():
+        trailer = int(values.get("GAPSHIP_TRAILER_BYTES") or 0)
+        if trailer > 0:
+            # the index after the header: a comment line, then SIZE SHA256 NAME a line
+            start = int(values["GAPSHIP_HEADER_BYTES"])
+            index = head[start:start + trailer].decode("utf-8").splitlines()[1:]
+            for line in index:
                 size, _, name = line.split(" ", 2)
                 self.files.append((run.parent / name, 0, int(size)))
         else:
@@ -109,9 +113,14 @@ def read_old(path: Path) -> OldEnvironment:
                           "Give --update-of the .run or PREFIX/gapship/manifest.json of what "
                           "is installed.") from exc
     if head.startswith(b"#!/bin/sh\n{\n# gapship self-extracting"):
-        values = _header_values(head[:int(_header_values(head)["GAPSHIP_HEADER_BYTES"])])
+        first = _header_values(head)
+        header_bytes = int(first["GAPSHIP_HEADER_BYTES"])
+        trailer = int(first.get("GAPSHIP_TRAILER_BYTES") or 0)
+        with path.open("rb") as fh:
+            head = fh.read(header_bytes + trailer)
+        values = _header_values(head[:header_bytes])
         wanted = {layout.MANIFEST: b"", layout.VERSION: b""}
-        raw = io.BufferedReader(_Concat(path, values), 1 << 20)
+        raw = io.BufferedReader(_Concat(path, values, head), 1 << 20)
         with tarfile.open(fileobj=_decompressed(raw, values["GAPSHIP_CODEC"]), mode="r|") as tar:
             for member in tar:
                 if member.name in wanted:

@@ -90,6 +90,15 @@ def start_of(pid):
         return "-"
 
 
+def zombie(pid):
+    """A killed process whose parent has not collected it yet (an orphan waits for init)."""
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().rsplit(") ", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
 def pid_namespace():
     try:
         return os.readlink("/proc/self/ns/pid").split("[")[1].rstrip("]")
@@ -111,7 +120,7 @@ def alive(record):
         return True
     if len(fields) >= 4 and fields[3] not in ("-", pid_namespace()):
         return True
-    if not os.path.isdir("/proc/%s" % fields[0]):
+    if not os.path.isdir("/proc/%s" % fields[0]) or zombie(int(fields[0])):
         return False
     return fields[1] == "-" or start_of(int(fields[0])) == fields[1]
 
