@@ -110,7 +110,7 @@ def read_old(path: Path) -> OldEnvironment:
         head = path.read_bytes()[:65536] if path.suffix == ".run" else b""
     except OSError as exc:
         raise BundleError(f"cannot read {path}: {exc.strerror}.",
-                          "Give --update-of the .run or PREFIX/gapship/manifest.json of what "
+                          f"Give --update-of the .run or PREFIX/{layout.MANIFEST} of what "
                           "is installed.") from exc
     if head.startswith(b"#!/bin/sh\n{\n# gapship self-extracting"):
         first = _header_values(head)
@@ -138,12 +138,12 @@ def read_old(path: Path) -> OldEnvironment:
             name = name_file.read_text(encoding="utf-8").strip()
         except (OSError, ValueError) as exc:
             raise BundleError(f"cannot read the installed environment's records beside {path} "
-                              f"({exc}).", "Give PREFIX/gapship/manifest.json of an installed "
-                              "environment (gapship/version and gapship/name beside it), or "
+                              f"({exc}).", f"Give PREFIX/{layout.MANIFEST} of an installed "
+                              f"environment ({layout.VERSION} and {layout.NAME} beside it), or "
                               "its .run.") from exc
         return OldEnvironment(name, version, manifest)
-    raise BundleError(f"{path} is neither a gapship .run nor a gapship/manifest.json.",
-                      "Give --update-of the .run or PREFIX/gapship/manifest.json of what is "
+    raise BundleError(f"{path} is neither a gapship .run nor a {layout.MANIFEST}.",
+                      f"Give --update-of the .run or PREFIX/{layout.MANIFEST} of what is "
                       "installed.")
 
 
@@ -197,7 +197,11 @@ def write_delta(tree: Path, old: OldEnvironment, out: Path, *, name: str,
     plan = plan_delta(old.manifest, new_manifest)
     delta = {"delta_version": DELTA_VERSION, "name": name, "old_version": old.version,
              "new_version": version, "changed": plan.changed, "removed": plan.removed,
-             "touched": plan.touched, "dirs": _dirs(tree), "manifest": new_manifest}
+             "touched": plan.touched, "dirs": _dirs(tree), "manifest": new_manifest,
+             # the environment's own paths, from layout (the apply program has no layout)
+             "paths": {"manifest": layout.MANIFEST, "version": layout.VERSION,
+                       "prefix_record": layout.PREFIX_RECORD,
+                       "write_activation": layout.WRITE_ACTIVATION}}
     apply_program = resources.files("gapship.node").joinpath("delta_apply.py").read_bytes()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.gapship-tmp")

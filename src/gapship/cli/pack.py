@@ -16,6 +16,7 @@ from gapship.bundle import parse_size
 from gapship.bundle.delta import delta_name, read_old
 from gapship.cli.python_options import add_python_arguments, python_spec
 from gapship.errors import BundleError
+from gapship.node import layout
 from gapship.pack import PackResult, pack_lock, pack_spec
 from gapship.plan import Lock
 from gapship.probe import resolve_target
@@ -48,7 +49,7 @@ def register(sub: Any) -> None:
                    "before installing (sh NAME.run [--parts DIR])")
     p.add_argument("--update-of", type=Path, metavar="OLD",
                    help="write only what differs from the installed environment OLD (its .run, "
-                   "or PREFIX/gapship/manifest.json) as NAME-OLDVERSION-to-NEWVERSION.run, "
+                   f"or PREFIX/{layout.MANIFEST}) as NAME-OLDVERSION-to-NEWVERSION.run, "
                    "applied there with: sh DELTA.run --prefix PREFIX")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the smoke run (the environment's doctor in a replica of the "

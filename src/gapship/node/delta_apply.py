@@ -21,10 +21,7 @@ import sys
 import tarfile
 import tempfile
 
-MANIFEST = "gapship/manifest.json"
-VERSION = "gapship/version"
-PREFIX_RECORD = "gapship/prefix"
-WRITE_ACTIVATION = "gapship/libexec/write-activation.sh"
+# the environment's own paths (layout's names) come with the delta: delta.json "paths"
 DELTA = "delta.json"
 DELTA_VERSION = 1
 
@@ -176,7 +173,8 @@ def clean_debris(parent, base, prefix):
 # ---- the checks
 def check_base(prefix, delta, old_files):
     name, old, new = delta["name"], delta["old_version"], delta["new_version"]
-    have = read_text(os.path.join(prefix, VERSION)).strip() or "an unknown version"
+    paths = delta["paths"]
+    have = read_text(os.path.join(prefix, paths["version"])).strip() or "an unknown version"
     if have == new:
         raise Refused("%s already holds %s %s; this delta updates %s to %s. Nothing was changed."
                       % (prefix, name, new, old, new))
@@ -184,7 +182,7 @@ def check_base(prefix, delta, old_files):
         raise Refused("this delta updates %s %s to %s, and %s holds %s %s: it applies only to %s. "
                       "Nothing was changed; install the full bundle of %s instead."
                       % (name, old, new, prefix, name, have, old, new))
-    recorded = read_text(os.path.join(prefix, PREFIX_RECORD)).strip()
+    recorded = read_text(os.path.join(prefix, paths["prefix_record"])).strip()
     real = os.path.realpath(prefix)
     if recorded and recorded != real and os.path.realpath(recorded) != real:
         raise Refused("%s was installed at %s and moved here without gapship-rehome. Nothing was "
@@ -282,19 +280,21 @@ def verify(tree, delta, manifest):
 def apply(args):
     prefix = args.prefix
     parent, base = os.path.dirname(prefix), os.path.basename(prefix)
-    if os.path.islink(prefix) or not os.path.isfile(os.path.join(prefix, MANIFEST)):
-        raise Refused("%s is not a gapship environment; a delta updates an installed one." % prefix)
     say("verifying %s (%d bytes) ..." % (os.path.basename(args.bundle), args.payload_bytes))
     if payload_sha256(args.bundle, args.offset, args.payload_bytes) != args.sha256:
         raise Refused("the delta is damaged: its payload does not have the checksum its header "
                       "records. Nothing was changed. Send %s again."
                       % os.path.basename(args.bundle))
-    with open(os.path.join(prefix, MANIFEST)) as fh:
-        old_manifest = json.load(fh)
-    old_files = {e["path"]: e for e in old_manifest["files"]}
-    old_files.update((e["path"], e) for e in old_manifest["symlinks"])
     region = Region(args.bundle, args.offset, args.payload_bytes)
-    tar = tarfile.open(fileobj=region, mode="r|gz")  # noqa: SIM115 (closed in finally)
+    tar = tarfile.open(fileobj=region, mode="r|gz")  # noqa: SIM115 (closed below)
+    try:
+        return apply_from(args, prefix, parent, base, tar)
+    finally:
+        tar.close()
+        region.close()
+
+
+def apply_from(args, prefix, parent, base, tar):
     first = tar.next()
     if first is None or first.name != DELTA:
         raise Refused("the delta is damaged: it does not start with %s." % DELTA)
@@ -302,6 +302,14 @@ def apply(args):
     if delta.get("delta_version") != DELTA_VERSION:
         raise Refused("this delta was made by a newer gapship (delta_version %s); install the "
                       "full bundle instead." % delta.get("delta_version"))
+    paths = delta["paths"]
+    manifest_path = os.path.join(prefix, paths["manifest"])
+    if os.path.islink(prefix) or not os.path.isfile(manifest_path):
+        raise Refused("%s is not a gapship environment; a delta updates an installed one." % prefix)
+    with open(manifest_path) as fh:
+        old_manifest = json.load(fh)
+    old_files = {e["path"]: e for e in old_manifest["files"]}
+    old_files.update((e["path"], e) for e in old_manifest["symlinks"])
     check_base(prefix, delta, old_files)
     lock = os.path.join(parent, ".%s.gapship-lock" % base)
     take_lock(lock, prefix)
@@ -309,7 +317,7 @@ def apply(args):
     moved_old = False
     try:
         clean_debris(parent, base, prefix)
-        if not os.path.isfile(os.path.join(prefix, MANIFEST)):
+        if not os.path.isfile(manifest_path):
             raise Refused("%s is not a gapship environment any more." % prefix)
         check_base(prefix, delta, old_files)
         work = tempfile.mkdtemp(prefix=".%s.gapship-install." % base, dir=parent)
@@ -326,7 +334,7 @@ def apply(args):
             % (len(delta["changed"]), linked + copied,
                "hard-linked" if not copied else "copied" if not linked else "linked or copied",
                len(delta["removed"])))
-        rc = subprocess.call(["sh", os.path.join(tree, WRITE_ACTIVATION), tree, prefix])
+        rc = subprocess.call(["sh", os.path.join(tree, paths["write_activation"]), tree, prefix])
         if rc != 0:
             raise Refused("writing the activation files failed (see above); nothing was changed.")
         os.rename(prefix, os.path.join(work, "old"))
@@ -339,8 +347,6 @@ def apply(args):
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(lock, ignore_errors=True)
-        tar.close()
-        region.close()
     say("")
     say("Updated %s from %s to %s in %s." % (delta["name"], delta["old_version"],
                                              delta["new_version"], prefix))
