@@ -1,6 +1,6 @@
 """Benchmark: the installer's peak memory for a bundle of 1 GB or more (target: < 64 MB).
 
-    python benchmarks/installer_memory.py [--gb 1.2] [--out FILE.json]
+    python benchmarks/installer_memory.py [--gb 1.2] [--split SIZE] [--out FILE.json]
 
 Builds a tree of incompressible data, bundles it with gapship, installs it with dash while
 sampling, every 10 ms, the summed RSS of every process of the installer's session (sh, tail,
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from gapship import activate
-from gapship.bundle import write_bundle
+from gapship.bundle import parse_size, write_bundle
 from gapship.bundle.codec import choose
 from gapship.files import write_json
 from gapship.node import layout
@@ -70,16 +70,21 @@ def main() -> int:
     parser.add_argument("--gb", type=float, default=1.2)
     parser.add_argument("--codec", choices=("gzip", "zstd"), default="gzip",
                         help="the payload's codec (gzip at level 1, zstd at its default)")
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).parent / "results" / "installer-memory.json")
+    parser.add_argument("--split", metavar="SIZE",
+                        help="a split bundle (pack --split SIZE): its parts checked, then streamed")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.out is None:
+        name = "installer-memory-split.json" if args.split else "installer-memory.json"
+        args.out = Path(__file__).parent / "results" / name
     work = Path(tempfile.mkdtemp(prefix="gapship-bench-"))
     try:
         size = make_tree(work / "tree", int(args.gb * 1e9))
         t0 = time.time()
         bundle = write_bundle(work / "tree", work / "bench.run", name="bench", version="1.0",
                               python="3", installed_bytes=size,
-                              codec=choose(args.codec, (), 1 if args.codec == "gzip" else None))
+                              codec=choose(args.codec, (), 1 if args.codec == "gzip" else None),
+                              split=parse_size(args.split) if args.split else None)
         pack_s = time.time() - t0
         shutil.rmtree(work / "tree")
         t0 = time.time()
@@ -92,7 +97,10 @@ def main() -> int:
             time.sleep(0.01)
         install_s = time.time() - t0
         result = {
-            "codec": bundle.codec, "bundle_bytes": bundle.size, "installed_bytes": size,
+            "codec": bundle.codec, "bundle_bytes": bundle.size,
+            "parts": len(bundle.parts),
+            "payload_bytes": sum(p.size for p in bundle.parts) if bundle.parts else None,
+            "installed_bytes": size,
             "install_rc": proc.returncode,
             "pack_seconds": round(pack_s, 1), "install_seconds": round(install_s, 1),
             "peak_rss_all_installer_processes_mb": round(peak_session / 1024, 1),

@@ -65,6 +65,7 @@ def shell_argv(name: str) -> list[str]:
 # slow = minutes (a few unit modules mark themselves slow too: fault injection under every
 # shell). A new integration module must say what it needs here.
 INTEGRATION_MARKS: dict[str, tuple[str, ...]] = {
+    "test_delta_replica": ("replica", "network", "slow"),
     "test_doctor_replica": ("replica", "network", "slow"),
     "test_end_to_end": ("replica", "network", "slow"),
     "test_gpu_stack": ("replica", "network", "slow"),
@@ -72,6 +73,7 @@ INTEGRATION_MARKS: dict[str, tuple[str, ...]] = {
     "test_installer_replica": ("replica",),
     "test_build_python": ("replica", "network", "slow"),
     "test_interpreters": ("replica", "network", "slow"),
+    "test_parts_replica": ("replica",),
     "test_plan_resolve": ("network",),
     "test_probe_replica": ("replica",),
     "test_seed_stack": ("replica", "network", "slow"),

@@ -20,6 +20,7 @@ from pathlib import Path
 from gapship import providers, ui, verify
 from gapship.bundle import BundleInfo, write_bundle
 from gapship.bundle.codec import Codec, choose
+from gapship.bundle.delta import OldEnvironment, write_delta
 from gapship.bundle.image import image_carrier
 from gapship.cache import cache_dir
 from gapship.errors import CompatError, StageError
@@ -63,7 +64,9 @@ class Provided:
 
 def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, codec: str = "auto",
               level: int | None = None, keep_tree: Path | None = None, smoke: bool = True,
-              sign_key: Path | None = None, image_format: str = "directory") -> PackResult:
+              sign_key: Path | None = None, image_format: str = "directory",
+              split: int | None = None, update_of: OldEnvironment | None = None
+              ) -> PackResult:
     """Build ``out`` for ``target`` from env.toml's spec. Nothing is written at ``out``
     unless every check passed; ``smoke=False`` (--no-verify) skips the smoke run. ``codec``
     (auto, zstd, gzip) and ``level`` (the codec's own scale; None: its default) compress the
@@ -74,13 +77,15 @@ def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, codec: str = "auto",
     lock = plan_spec(spec, target, provided)
     return _fetch_stage_bundle(lock, provided.python.interpreter, target, out, codec=chosen,
                                keep_tree=keep_tree, smoke=smoke, sign_key=sign_key,
-                               image_format=image_format)
+                               image_format=image_format, split=split, update_of=update_of)
 
 
 def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
               python_spec: PythonSpec | None = None, codec: str = "auto",
               level: int | None = None, keep_tree: Path | None = None, smoke: bool = True,
-              sign_key: Path | None = None, image_format: str = "directory") -> PackResult:
+              sign_key: Path | None = None, image_format: str = "directory",
+              split: int | None = None, update_of: OldEnvironment | None = None
+              ) -> PackResult:
     """Build ``out`` for ``target`` exactly from a lock that `gapship plan` wrote.
     ``python_spec`` (the CLI's --python options) names the archive or rootfs to take the
     lock's interpreter from."""
@@ -89,7 +94,7 @@ def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
     interpreter = interpreter_for_lock(lock, python_spec or PythonSpec(), target)
     return _fetch_stage_bundle(lock, interpreter, target, out, codec=chosen,
                                keep_tree=keep_tree, smoke=smoke, sign_key=sign_key,
-                               image_format=image_format)
+                               image_format=image_format, split=split, update_of=update_of)
 
 
 # ---- providers
@@ -175,8 +180,9 @@ def _refuse_missing_toolkit(lock: Lock) -> None:
 
 def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo, out: Path,
                         *, codec: Codec, keep_tree: Path | None, smoke: bool,
-                        sign_key: Path | None = None,
-                        image_format: str = "directory") -> PackResult:
+                        sign_key: Path | None = None, image_format: str = "directory",
+                        split: int | None = None, update_of: OldEnvironment | None = None
+                        ) -> PackResult:
     _refuse_missing_toolkit(lock)
     for warning in lock.warnings:
         ui.warn(warning)
@@ -188,20 +194,25 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
         tree = stage_environment(lock, interpreter, list(fetched.paths), target, workdir)
         smoke_run = (verify.smoke_run(tree.path, lock.name, target, interpreter) if smoke
                      else verify.skipped("--no-verify"))
-        source, installed = tree.path, tree.total_bytes
-        if image_format == "squashfs":  # the tree as one image, in a small carrier tree
-            if target.site.can_mount_images() is False:
-                runtime = target.site.container_runtime
-                ui.warn("the target has no squashfuse, or no /dev/fuse this user can open: "
-                        "activation cannot mount the image there; "
-                        + (f"run it through {runtime} (--bind IMAGE:MOUNT:image-src=/)"
-                           if runtime else "pack the directory form instead (no --format)"))
-            source = image_carrier(tree.path, workdir)
-            installed = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
-        bundle = write_bundle(source, out, name=lock.name, version=lock.env_version,
-                              python=interpreter.version, installed_bytes=installed,
-                              codec=codec, sign_key=sign_key,
-                              members=tree.members if source == tree.path else None)
+        if update_of is not None:
+            # only what differs from the installed version: NAME-OLD-to-NEW.run
+            bundle, _ = write_delta(tree.path, update_of, out, name=lock.name,
+                                    version=lock.env_version)
+        else:
+            source, installed = tree.path, tree.total_bytes
+            if image_format == "squashfs":  # the tree as one image, in a small carrier tree
+                if target.site.can_mount_images() is False:
+                    runtime = target.site.container_runtime
+                    ui.warn("the target has no squashfuse, or no /dev/fuse this user can open: "
+                            "activation cannot mount the image there; "
+                            + (f"run it through {runtime} (--bind IMAGE:MOUNT:image-src=/)"
+                               if runtime else "pack the directory form instead (no --format)"))
+                source = image_carrier(tree.path, workdir)
+                installed = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+            bundle = write_bundle(source, out, name=lock.name, version=lock.env_version,
+                                  python=interpreter.version, installed_bytes=installed,
+                                  codec=codec, sign_key=sign_key, split=split,
+                                  members=tree.members if source == tree.path else None)
         if keep_tree is not None:
             shutil.rmtree(keep_tree, ignore_errors=True)
             shutil.move(str(tree.path), keep_tree)

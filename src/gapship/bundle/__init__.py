@@ -1,6 +1,9 @@
 """Tree -> a self-extracting ``.run``: a POSIX sh installer with a compressed tar payload
 appended (zstd or parallel gzip, see ``codec``), and, when signed, a signature of both after
-them.
+them. Split (``split=BYTES``), the payload is cut into ``NAME.part-001 ...`` beside the
+``.run``, whose header lists each part's size and sha256 (so the signature covers the parts);
+after the header comes the same index as plain text (a ``.run`` cut short is caught by its
+size, not only by the shell).
 
 The header's values have fixed widths, so the header is written first with placeholders,
 the payload is streamed after it (hashing as it goes), and the header is then rewritten in
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import tarfile
 from collections.abc import Sequence
@@ -26,6 +30,33 @@ from gapship.errors import BundleError
 from gapship.node import layout
 
 _WIDTH = 20
+# a split bundle has at most this many parts (part numbers keep 3 digits up to 999)
+MAX_PARTS = 9999
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``--split`` sizes: a whole number of bytes, or with a K, M, G or T suffix (powers of
+    1024; ``1G``, ``500M``); anything else is refused in one line."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*", text, flags=re.IGNORECASE)
+    if match is None or int(match.group(1)) == 0:
+        raise BundleError(f"--split {text!r} is not a part size.",
+                          "Give a whole number of bytes with an optional K, M or G suffix, "
+                          "as in --split 1G or --split 500M.")
+    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+def part_stem(out: Path) -> str:
+    """NAME of NAME.run, whose parts are NAME.part-001 ..."""
+    return out.name[:-len(".run")] if out.name.endswith(".run") and out.name != ".run" \
+        else out.name
+
+
+@dataclass(frozen=True)
+class Part:
+    path: Path
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -40,6 +71,8 @@ class BundleInfo:
     signed: bool
     codec: str
     level: int
+    # the payload's parts beside the .run (empty: the payload is inside it)
+    parts: tuple[Part, ...] = ()
 
 
 def _template() -> str:
@@ -48,7 +81,8 @@ def _template() -> str:
 
 def render_header(*, name: str, version: str, python: str, header_bytes: int,
                   payload_bytes: int, sha256: str, installed_kb: int, file_count: int,
-                  signature_bytes: int = 0, codec: str = "gzip") -> bytes:
+                  signature_bytes: int = 0, codec: str = "gzip", parts: str = "",
+                  trailer_bytes: int = 0) -> bytes:
     """The installer text with its values filled in; the length does not depend on numbers."""
     def num(value: int) -> str:
         text = str(value)
@@ -62,11 +96,16 @@ def render_header(*, name: str, version: str, python: str, header_bytes: int,
         "@HEADER_BYTES@": num(header_bytes), "@PAYLOAD_BYTES@": num(payload_bytes),
         "@PAYLOAD_SHA256@": sha256.ljust(64), "@INSTALLED_KB@": num(installed_kb),
         "@FILE_COUNT@": num(file_count), "@SIGNATURE_BYTES@": num(signature_bytes),
+        "@PARTS@": _sh_quote(parts), "@TRAILER_BYTES@": num(trailer_bytes),
     }
     text = _template()
     for key, value in values.items():
         text = text.replace(key, value)
     return text.encode("utf-8")
+
+
+def _sh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 class _HashingWriter:
@@ -85,6 +124,90 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self.out.flush()
+
+
+class _PartWriter:
+    """A write-only file object that cuts what it is given into files of ``size`` bytes,
+    under temporary names in ``directory``, hashing each; ``finish`` names the parts."""
+
+    def __init__(self, directory: Path, stem: str, size: int) -> None:
+        self.directory, self.stem, self.size = directory, stem, size
+        self.temps: list[Path] = []
+        self.done: list[tuple[int, str]] = []
+        self.fh: BinaryIO | None = None
+        self.digest = hashlib.sha256()
+        self.written = 0
+
+    def _open(self) -> BinaryIO:
+        if len(self.temps) >= MAX_PARTS:
+            raise BundleError(f"the payload needs more than {MAX_PARTS} parts of "
+                              f"{self.size} bytes.", "Give a larger --split size.")
+        tmp = self.directory / f".{self.stem}.part-{len(self.temps) + 1}.gapship-tmp"
+        self.temps.append(tmp)
+        self.digest = hashlib.sha256()
+        self.written = 0
+        return tmp.open("wb")
+
+    def _close_part(self) -> None:
+        if self.fh is not None:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            self.fh = None
+            self.done.append((self.written, self.digest.hexdigest()))
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            if self.fh is None:
+                self.fh = self._open()
+            take = min(len(view), self.size - self.written)
+            self.fh.write(view[:take])
+            self.digest.update(view[:take])
+            self.written += take
+            view = view[take:]
+            if self.written == self.size:
+                self._close_part()
+        return len(data)
+
+    def flush(self) -> None:
+        if self.fh is not None:
+            self.fh.flush()
+
+    def finish(self) -> list[Part]:
+        """Close the last part; the parts under their final names (not yet renamed)."""
+        self._close_part()
+        if not self.done:  # an empty payload still has one (empty) part
+            self.fh = self._open()
+            self._close_part()
+        width = max(3, len(str(len(self.done))))
+        return [Part(self.directory / f"{self.stem}.part-{i:0{width}d}", size, sha)
+                for i, (size, sha) in enumerate(self.done, 1)]
+
+    def discard(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+        for tmp in self.temps:
+            tmp.unlink(missing_ok=True)
+
+
+def remove_stale_parts(out: Path, keep: int) -> list[Path]:
+    """Remove STEM.part-NNN beside ``out`` numbered above ``keep`` (what an earlier pack with
+    more parts left); only names of exactly that pattern are touched."""
+    pattern = re.compile(re.escape(part_stem(out)) + r"\.part-(\d{3,})")
+    removed = []
+    for path in out.parent.iterdir():
+        match = pattern.fullmatch(path.name)
+        if match and int(match.group(1)) > keep and path.is_file() and not path.is_symlink():
+            path.unlink()
+            removed.append(path)
+    return sorted(removed)
+
+
+def parts_index(parts: list[Part]) -> str:
+    """One line a part: SIZE SHA256 NAME (the name last, so that it may hold spaces)."""
+    return "".join(f"{p.size} {p.sha256} {p.path.name}\n" for p in parts)
 
 
 def _members(tree: Path, listed: Sequence[Path] | None = None) -> list[Path]:
@@ -140,69 +263,96 @@ def _file_digest(fh: BinaryIO, size: int) -> hashlib._Hash:
     return digest
 
 
+def _write_tar(tree: Path, members: list[Path], stream: BinaryIO, label: str,
+               installed_bytes: int) -> None:
+    with ui.byte_progress(label, installed_bytes) as bar, \
+            tarfile.TarFile(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT,
+                            copybufsize=_COPY_BUFFER) as tar:
+        for path in members:
+            info = _normalize(tar.gettarinfo(str(path), path.relative_to(tree).as_posix()))
+            if info.islnk():  # hard links (staged from uv's cache) go as files
+                info.type, info.linkname = tarfile.REGTYPE, ""
+                info.size = path.stat().st_size
+            if info.isreg():
+                with path.open("rb") as src:
+                    tar.addfile(info, src)
+                bar.advance(info.size)
+            else:
+                tar.addfile(info)
+
+
 def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
                  installed_bytes: int, codec: Codec | None = None,
-                 sign_key: Path | None = None, members: Sequence[Path] | None = None
-                 ) -> BundleInfo:
+                 sign_key: Path | None = None, split: int | None = None,
+                 members: Sequence[Path] | None = None) -> BundleInfo:
     """Write ``out`` atomically from the staged environment ``tree``, its payload compressed
     with ``codec`` (default: gzip at level 6, which every target unpacks); with ``sign_key``
     (a private key from `gapship keygen`), append the signature of its header and payload.
+    With ``split`` (bytes), the payload goes into parts of that size beside ``out``.
     ``members``: the tree's paths as the stage's one pass listed them (else walked here)."""
     if codec is None:
         codec = Codec(name="gzip", level=codec_level("gzip", None), reason="the default")
     if not (tree / layout.MANIFEST).is_file():
         raise BundleError(f"{tree} has no {layout.MANIFEST}; stage the tree first.")
+    if split is not None and split <= 0:
+        raise BundleError(f"a part size of {split} bytes is no size.", "Give --split 1G or so.")
+    if "\n" in out.name:
+        raise BundleError("the bundle's name holds a line break.", "Choose another --output.")
     key = signing.load_private_key(sign_key) if sign_key is not None else None
     signature_bytes = signing.SIGNATURE_BYTES if key is not None else 0
     members = _members(tree, members)
     # the root directory itself is created too
     installed_kb = disk_usage_kb(members) + _BLOCK // 1024
 
-    def header_for(header_bytes: int, payload_bytes: int, sha256: str) -> bytes:
+    def header_for(header_bytes: int, payload_bytes: int, sha256: str, parts: str = "",
+                   trailer_bytes: int = 0) -> bytes:
         return render_header(name=name, version=version, python=python,
                              header_bytes=header_bytes, payload_bytes=payload_bytes,
                              sha256=sha256, installed_kb=installed_kb,
                              file_count=len(members), signature_bytes=signature_bytes,
-                             codec=codec.name)
+                             codec=codec.name, parts=parts, trailer_bytes=trailer_bytes)
 
-    placeholder = header_for(0, 0, "0" * 64)
-    header_bytes = len(placeholder)
+    label = f"packing {out.name} ({codec.name} -{codec.level})"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.gapship-tmp")
+    splitter = _PartWriter(out.parent, part_stem(out), split) if split is not None else None
+    parts: list[Part] = []
     try:
         with tmp.open("w+b") as fh:
-            fh.write(placeholder)
-            hashing = _HashingWriter(fh)
+            if splitter is None:
+                placeholder = header_for(0, 0, "0" * 64)
+                header_bytes = len(placeholder)
+                fh.write(placeholder)
+            hashing = _HashingWriter(splitter if splitter is not None else fh)  # type: ignore[arg-type]
             stream = compressor(codec, hashing)
             try:
-                with ui.byte_progress(f"packing {out.name} ({codec.name} -{codec.level})",
-                                      installed_bytes) as bar, \
-                        tarfile.TarFile(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT,  # type: ignore[arg-type]
-                                        copybufsize=_COPY_BUFFER) as tar:
-                    for path in members:
-                        info = _normalize(tar.gettarinfo(str(path),
-                                                         path.relative_to(tree).as_posix()))
-                        if info.islnk():  # hard links (staged from uv's cache) go as files
-                            info.type, info.linkname = tarfile.REGTYPE, ""
-                            info.size = path.stat().st_size
-                        if info.isreg():
-                            with path.open("rb") as src:
-                                tar.addfile(info, src)
-                            bar.advance(info.size)
-                        else:
-                            tar.addfile(info)
+                _write_tar(tree, members, stream, label, installed_bytes)  # type: ignore[arg-type]
             except BaseException:
                 stream.abort()
                 raise
             stream.close()
-            header = header_for(header_bytes, hashing.count, hashing.digest.hexdigest())
-            if len(header) != header_bytes:
-                raise BundleError("the bundle header changed length; this is a gapship bug.")
-            fh.seek(0)
-            fh.write(header)
+            sha = hashing.digest.hexdigest()
+            if splitter is None:
+                header = header_for(header_bytes, hashing.count, sha)
+                if len(header) != header_bytes:
+                    raise BundleError("the bundle header changed length; this is a gapship bug.")
+                fh.seek(0)
+                fh.write(header)
+                inline = hashing.count
+            else:
+                parts = splitter.finish()
+                index = parts_index(parts)
+                trailer = ("# gapship split bundle: its payload is in these parts "
+                           "(size sha256 name)\n" + index).encode("utf-8")
+                header_bytes = len(header_for(0, hashing.count, sha, index, len(trailer)))
+                header = header_for(header_bytes, hashing.count, sha, index, len(trailer))
+                if len(header) != header_bytes:
+                    raise BundleError("the bundle header changed length; this is a gapship bug.")
+                fh.write(header + trailer)
+                inline = len(trailer)
             fh.flush()
             # one more pass: the sha256 of the whole file (and what the signature covers)
-            whole = _file_digest(fh, header_bytes + hashing.count)
+            whole = _file_digest(fh, header_bytes + inline)
             if key is not None:
                 signature = signing.sign_sha256(key, whole.digest())
                 fh.seek(0, os.SEEK_END)
@@ -211,10 +361,17 @@ def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
             fh.flush()
             os.fsync(fh.fileno())
         tmp.chmod(0o755)
+        if splitter is not None:
+            for temp, part in zip(splitter.temps, parts, strict=True):
+                os.replace(temp, part.path)
         os.replace(tmp, out)
+        remove_stale_parts(out, len(parts))
     finally:
         tmp.unlink(missing_ok=True)
-    return BundleInfo(path=out, size=out.stat().st_size, payload_sha256=hashing.digest.hexdigest(),
+        if splitter is not None:
+            splitter.discard()
+    return BundleInfo(path=out, size=out.stat().st_size, payload_sha256=sha,
                       installed_bytes=installed_bytes, installed_kb=installed_kb,
                       file_count=len(members), file_sha256=whole.hexdigest(),
-                      signed=key is not None, codec=codec.name, level=codec.level)
+                      signed=key is not None, codec=codec.name, level=codec.level,
+                      parts=tuple(parts))

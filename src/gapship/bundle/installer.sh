@@ -26,6 +26,11 @@ GAPSHIP_INSTALLED_KB=@INSTALLED_KB@
 GAPSHIP_FILE_COUNT=@FILE_COUNT@
 # a signed bundle ends with the signature (RSA-3072, SHA-256) of its header and payload
 GAPSHIP_SIGNATURE_BYTES=@SIGNATURE_BYTES@
+# a split bundle: its payload is in parts (in the directory of this file, or --parts DIR), one
+# a line: SIZE SHA256 NAME, concatenated in this order; after this header comes the same list
+# as text (GAPSHIP_TRAILER_BYTES long). Empty when the payload follows the header.
+GAPSHIP_PARTS=@PARTS@
+GAPSHIP_TRAILER_BYTES=@TRAILER_BYTES@
 
 set -u
 umask 022
@@ -41,7 +46,11 @@ fish_quote() { printf "'%s'" "$(printf '%s' "$1" | sed -e 's/[\\]/\\\\/g' -e "s/
 
 # ---- size first: a bundle cut short or appended to is refused before anything else
 size=$(wc -c < "$self" 2>/dev/null | tr -d ' ')
-signed_bytes=$((GAPSHIP_HEADER_BYTES + GAPSHIP_PAYLOAD_BYTES))
+if [ -n "$GAPSHIP_PARTS" ]; then
+    signed_bytes=$((GAPSHIP_HEADER_BYTES + GAPSHIP_TRAILER_BYTES))
+else
+    signed_bytes=$((GAPSHIP_HEADER_BYTES + GAPSHIP_PAYLOAD_BYTES))
+fi
 expected=$((signed_bytes + GAPSHIP_SIGNATURE_BYTES))
 [ -n "$size" ] || die "cannot read $self; run it as: sh NAME.run"
 if [ "$size" -ne "$expected" ]; then
@@ -53,8 +62,8 @@ usage() {
     cat <<EOF
 This installs the gapship environment $GAPSHIP_NAME $GAPSHIP_VERSION (Python $GAPSHIP_PYTHON).
 
-Usage: sh $b [--prefix DIR] [--force] [--profile] [--trust KEY]
-       sh $b --check [--trust KEY] | --info | --help
+Usage: sh $b [--prefix DIR] [--force] [--profile] [--trust KEY] [--parts PDIR]
+       sh $b --check [--trust KEY] [--parts PDIR] | --info | --help
 
   --prefix DIR   Install into DIR; the default is ~/envs/$GAPSHIP_NAME. A leading ~ is your home.
                  DIR may not hold ':', because PATH could not name it.
@@ -67,6 +76,8 @@ Usage: sh $b [--prefix DIR] [--force] [--profile] [--trust KEY]
                  the public key in the file KEY (from gapship keygen). Keys in
                  ~/.config/gapship/trusted/ are tried too; a signed bundle that none of
                  them verifies is refused. Unsigned bundles install when no --trust is given.
+  --parts PDIR   Where the parts of a split bundle are (NAME.part-001 ...); the default is
+                 the directory of $b. Every part is verified before anything is installed.
   --check        Verify the size, checksum and signature of this bundle, print the sha256
                  of the whole file (to compare out of band), and install nothing.
   --info         Print what this bundle holds, and install nothing.
@@ -83,6 +94,7 @@ EOF
 
 prefix=
 prefix_given=0
+parts_dir=
 force=0
 profile=0
 trust=
@@ -97,6 +109,9 @@ while [ $# -gt 0 ]; do
         --trust) [ $# -ge 2 ] || die "--trust needs a public key file, as in: --trust builder.pub"
                  trust=$2; shift ;;
         --trust=*) trust=${1#--trust=} ;;
+        --parts) [ $# -ge 2 ] || die "--parts needs the directory that holds the parts, as in: --parts ~/incoming"
+                 parts_dir=$2; shift ;;
+        --parts=*) parts_dir=${1#--parts=} ;;
         --check) mode=check ;;
         --info) mode=info ;;
         -h|--help) usage; exit 0 ;;
@@ -110,6 +125,10 @@ if [ "$mode" = info ]; then
     printf 'name: %s\nversion: %s\npython: %s\npayload: %s bytes (%s), sha256 %s\ninstalled size: %s KB in %s files\nsigned: %s\n' \
         "$GAPSHIP_NAME" "$GAPSHIP_VERSION" "$GAPSHIP_PYTHON" "$GAPSHIP_PAYLOAD_BYTES" \
         "$GAPSHIP_CODEC" "$GAPSHIP_PAYLOAD_SHA256" "$GAPSHIP_INSTALLED_KB" "$GAPSHIP_FILE_COUNT" "$signed"
+    if [ -n "$GAPSHIP_PARTS" ]; then
+        printf 'parts: %s (size sha256 name)\n' "$(printf '%s' "$GAPSHIP_PARTS" | wc -l | tr -d ' ')"
+        printf '%s' "$GAPSHIP_PARTS" | sed 's/^/  /'
+    fi
     exit 0
 fi
 
@@ -131,7 +150,44 @@ elif command -v shasum >/dev/null 2>&1; then sha256() { shasum -a 256 | sed 's/ 
 elif command -v openssl >/dev/null 2>&1; then sha256() { openssl dgst -sha256 | sed 's/.*= *//'; }
 else die "no sha256sum, shasum or openssl here: the bundle cannot be verified."; fi
 
-if [ "$GAPSHIP_SIGNATURE_BYTES" -gt 0 ]; then
+if [ -n "$GAPSHIP_PARTS" ]; then
+    # ---- a split bundle: the parts, concatenated in order (streamed, never held in memory)
+    [ -n "$parts_dir" ] || parts_dir=$(dirname "$self")
+    [ "$GAPSHIP_SIGNATURE_BYTES" = 0 ] || command -v head >/dev/null 2>&1 \
+        || die "'head' is not installed on this machine; it is needed to install."
+    [ -d "$parts_dir" ] || die "--parts $parts_dir is not a directory; give the directory that holds the parts of $(basename "$self")."
+    # as a full path, for the messages
+    parts_dir=$(cd "$parts_dir" 2>/dev/null && pwd) || die "cannot enter $parts_dir, where the parts of $(basename "$self") should be."
+    payload() {
+        printf '%s' "$GAPSHIP_PARTS" | while read -r _size _sum _name; do
+            cat "$parts_dir/$_name" || exit 1
+        done
+    }
+    # Every part, its size then its sha256; all that are missing or damaged named in one line.
+    check_parts() {
+        _n=$(printf '%s' "$GAPSHIP_PARTS" | wc -l | tr -d ' ')
+        say "verifying the $_n parts of $(basename "$self") in $parts_dir ..."
+        _bad=$(printf '%s' "$GAPSHIP_PARTS" | while read -r _size _sum _name; do
+            _p="$parts_dir/$_name"
+            if [ ! -e "$_p" ]; then printf '%s is missing\n' "$_name"; continue; fi
+            if [ ! -f "$_p" ] || [ ! -r "$_p" ]; then printf '%s cannot be read\n' "$_name"; continue; fi
+            _got=$(wc -c < "$_p" | tr -d ' ')
+            if [ "$_got" != "$_size" ]; then
+                printf '%s is damaged (%s bytes, expected %s)\n' "$_name" "$_got" "$_size"
+                continue
+            fi
+            _got=$(sha256 < "$_p")
+            [ "$_got" = "$_sum" ] || printf '%s is damaged (sha256 %s, expected %s)\n' "$_name" "$_got" "$_sum"
+        done)
+        [ -n "$_bad" ] || return 0
+        _count=$(printf '%s\n' "$_bad" | wc -l | tr -d ' ')
+        _list=$(printf '%s\n' "$_bad" | sed '$!s/$/,/' | tr '\n' ' ')
+        if [ "$_count" = 1 ]; then _them=it; else _them=them; fi
+        _where=
+        case $_bad in *" is missing"*) _where=" (looked in $parts_dir; --parts DIR names another directory)" ;; esac
+        die "${_list% }: send $_them again; nothing was installed$_where."
+    }
+elif [ "$GAPSHIP_SIGNATURE_BYTES" -gt 0 ]; then
     command -v head >/dev/null 2>&1 || die "'head' is not installed on this machine; it is needed to install."
     payload() { tail -c +"$((GAPSHIP_HEADER_BYTES + 1))" "$self" | head -c "$GAPSHIP_PAYLOAD_BYTES"; }
 else
@@ -197,12 +253,16 @@ check_prefix() {
     [ -z "$_problem" ] || die "$_problem"
 }
 [ "$mode" = check ] || check_prefix
+[ -z "$GAPSHIP_PARTS" ] || check_parts
 
 damaged() {
+    if [ -n "$GAPSHIP_PARTS" ]; then
+        die "the bundle is damaged: $1; a part changed after it was verified. Nothing was installed. Run sh $(basename "$self") --check to name it."
+    fi
     die "the bundle is damaged: $1. Nothing was installed. Send $(basename "$self") again."
 }
 # ---- --check verifies the checksum alone; an install checks it while it extracts (below)
-if [ "$mode" = check ]; then
+if [ "$mode" = check ] && [ -z "$GAPSHIP_PARTS" ]; then
     say "verifying $(basename "$self") ($GAPSHIP_PAYLOAD_BYTES bytes) ..."
     sum=$(payload | sha256)
     [ "$sum" = "$GAPSHIP_PAYLOAD_SHA256" ] || damaged "its checksum is $sum, expected $GAPSHIP_PAYLOAD_SHA256"
@@ -244,14 +304,17 @@ else
     IFS=$saved_ifs
     set +f
     rm -rf "$sigdir"
-    if [ -z "$signer" ] && [ "$mode" = install ] && [ "$(payload | sha256)" != "$GAPSHIP_PAYLOAD_SHA256" ]; then
+    # (a split bundle's parts were checked against its header already: the header is what failed)
+    if [ -z "$signer" ] && [ "$mode" = install ] && [ -z "$GAPSHIP_PARTS" ] \
+        && [ "$(payload | sha256)" != "$GAPSHIP_PAYLOAD_SHA256" ]; then
         damaged "its payload does not have the checksum its header records ($GAPSHIP_PAYLOAD_SHA256)"
     fi
     [ -n "$signer" ] || die "the signature of $(basename "$self") does not verify with $(printf '%s' "$keys" | tr '\n' ' '): it was changed after signing, or someone else signed it. Nothing was installed."
     say "signature verified with $signer."
 fi
 if [ "$mode" = check ]; then
-    say "$(basename "$self"): checksum ok."
+    if [ -n "$GAPSHIP_PARTS" ]; then say "$(basename "$self"): every part is complete, checksums ok."
+    else say "$(basename "$self"): checksum ok."; fi
     say "sha256 of the whole file: $(sha256 < "$self")"
     exit 0
 fi

@@ -12,8 +12,12 @@ from typing import Any
 from rich.table import Table
 
 from gapship import ui
+from gapship.bundle import parse_size
+from gapship.bundle.delta import delta_name, read_old
 from gapship.bundle.image import FORMATS
 from gapship.cli.python_options import add_python_arguments, python_spec
+from gapship.errors import BundleError
+from gapship.node import layout
 from gapship.pack import PackResult, pack_lock, pack_spec
 from gapship.plan import Lock
 from gapship.probe import resolve_target
@@ -44,6 +48,14 @@ def register(sub: Any) -> None:
     p.add_argument("--sign", type=Path, metavar="KEY",
                    help="sign the bundle with this private key (from `gapship keygen`); the "
                    "installer checks it with --trust KEY.pub")
+    p.add_argument("--split", metavar="SIZE",
+                   help="cut the payload into parts of SIZE (1G, 500M: K, M, G are powers of "
+                   "1024) written as NAME.part-001 ... beside NAME.run, which verifies them all "
+                   "before installing (sh NAME.run [--parts DIR])")
+    p.add_argument("--update-of", type=Path, metavar="OLD",
+                   help="write only what differs from the installed environment OLD (its .run, "
+                   f"or PREFIX/{layout.MANIFEST}) as NAME-OLDVERSION-to-NEWVERSION.run, "
+                   "applied there with: sh DELTA.run --prefix PREFIX")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the smoke run (the environment's doctor in a replica of the "
                    "target before the bundle is written); the static checks still run")
@@ -62,6 +74,8 @@ def report(result: PackResult) -> dict[str, Any]:
         "file_sha256": result.bundle.file_sha256, "signed": result.bundle.signed,
         "codec": {"name": result.bundle.codec, "level": result.bundle.level,
                   "why": result.codec.reason},
+        "parts": [{"path": str(p.path), "bytes": p.size, "sha256": p.sha256}
+                  for p in result.bundle.parts],
         "installed_bytes": result.tree.total_bytes, "files": result.bundle.file_count,
         "python": result.lock.python_version, "platform": result.lock.platform_tag,
         "downloaded_bytes": result.fetched.downloaded_bytes,
@@ -94,12 +108,23 @@ def print_report(data: dict[str, Any]) -> None:
         f"({data['codec']['why']})\n"
         f"  sha256 of the whole file: {data['file_sha256']}"
         f"{'  (signed)' if data['signed'] else ''}\n"
+        f"{_parts_line(data)}"
         f"  next: gapship try {data['bundle']}   (install it offline here first)\n"
         f"        scp {data['bundle']} cluster:   then there: sh {Path(data['bundle']).name}"
         " --prefix ~/envs/NAME")
     ui.out.print("\n[bold]proven[/] (before the bundle was written):")
     for line in data["proven"]:
         ui.out.print(f"  - {line}", markup=False)
+
+
+def _parts_line(data: dict[str, Any]) -> str:
+    parts = data["parts"]
+    if not parts:
+        return ""
+    total = sum(p["bytes"] for p in parts)
+    return (f"  payload in {len(parts)} parts ({total / 1e6:.1f} MB): "
+            f"{Path(parts[0]['path']).name} ... {Path(parts[-1]['path']).name}; "
+            "send them with the .run (sh NAME.run --parts DIR if they are elsewhere)\n")
 
 
 def load_spec_or_lock(path: Path) -> Spec | Lock:
@@ -130,14 +155,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _pack(args: argparse.Namespace) -> PackResult:
+    split = parse_size(args.split) if args.split is not None else None
     spec_or_lock = load_spec_or_lock(args.spec)
     target = resolve_target(args.target)
     out = args.output or Path(f"{spec_or_lock.name}.run")
+    old = None
+    if args.update_of is not None:
+        if split is not None or args.sign is not None or args.image_format != "directory":
+            raise BundleError("--update-of writes a delta of a directory environment, which is "
+                              "neither split, signed nor an image.",
+                              "Leave out --split, --sign and --format with --update-of.")
+        old = read_old(args.update_of)
+        version = (spec_or_lock.env_version if isinstance(spec_or_lock, Lock)
+                   else spec_or_lock.version)
+        out = args.output or Path(delta_name(spec_or_lock.name, old.version, version))
     if isinstance(spec_or_lock, Lock):
         result = pack_lock(spec_or_lock, target, out, codec=args.codec, level=args.level,
                            python_spec=python_spec(args, PythonSpec()),
                            smoke=not args.no_verify, sign_key=args.sign,
-                           keep_tree=args.keep_tree, image_format=args.image_format)
+                           keep_tree=args.keep_tree, image_format=args.image_format,
+                           split=split, update_of=old)
     else:
         spec = spec_or_lock
         chosen = python_spec(args, spec.python_spec)
@@ -145,5 +182,6 @@ def _pack(args: argparse.Namespace) -> PackResult:
             spec = replace(spec, python_spec=chosen)
         result = pack_spec(spec, target, out, codec=args.codec, level=args.level,
                            smoke=not args.no_verify, sign_key=args.sign,
-                           keep_tree=args.keep_tree, image_format=args.image_format)
+                           keep_tree=args.keep_tree, image_format=args.image_format,
+                           split=split, update_of=old)
     return result

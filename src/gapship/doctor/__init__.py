@@ -16,9 +16,11 @@ from gapship.node.frameworks import TABLE_FILE
 from gapship.shipped import install_shipped
 
 # the files of gapship.node, installed in PREFIX/gapship/node/ (layout.NODE)
+# delta_apply.py too: the program a delta bundle runs (it carries its own copy)
 NODE_FILES = ("__init__.py", "archs.py", "base.py", "catalogue.py", "closure.py", "cpu.py",
-              "diagnoses.json", "elf.py", "environment.py", "frameworks.py", "fwprobe.py",
-              "gpu.py", "imports.py", "layout.py", "loader.py", "main.py", "nodes.py", "owners.py")
+              "delta_apply.py", "diagnoses.json", "elf.py", "environment.py", "frameworks.py",
+              "fwprobe.py", "gpu.py", "imports.py", "layout.py", "loader.py", "main.py",
+              "nodes.py", "owners.py")
 TARGET_FILES = {"gapship-doctor.sh": (layout.DOCTOR, 0o755),
                 "gapship-nodes.sh": (layout.NODES, 0o755)}
 

@@ -54,6 +54,10 @@ class StagedTree:
     members: tuple[Path, ...] = ()
 
 
+# 2000-01-01T00:00:00Z, the mtime of every .py (see "precompiling bytecode")
+SOURCE_MTIME = 946684800
+
+
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env or hermetic_env(),
                           check=False)
@@ -161,6 +165,12 @@ def stage_environment(lock: Lock, interpreter: Interpreter, fetched: list[Path],
                 "first use")
     else:
         ui.step("precompiling bytecode")
+        # Bytecode records its source's mtime: one fixed mtime for every source makes it the
+        # same in every build of the same packages, so that a delta (pack --update-of) carries
+        # only the bytecode of what changed.
+        for source in (tree / "lib").rglob("*.py"):
+            if not source.is_symlink():
+                os.utime(source, (SOURCE_MTIME, SOURCE_MTIME))
         # as compileall -d /lib: the files named as they will be on the target; sources that
         # do not compile (test data in py2 syntax) stay uncompiled
         compiled = bytecode.precompile(staged.compiler, tree / "lib")
