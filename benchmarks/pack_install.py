@@ -4,7 +4,8 @@
                                       [--out FILE.json] [--workdir DIR]
 
 For each set of packages (small: the README's demo; medium: numpy, scipy, pandas; torch:
-torch without its CUDA wheels, numpy, scipy, pandas) it packs twice untimed (the first fills
+torch's CPU build from a folder of wheels (--wheels, env.toml's find_links), numpy, scipy,
+pandas) it packs twice untimed (the first fills
 the wheel and bytecode caches), then, paired in one run so that every figure sees the same
 machine load:
 
@@ -42,9 +43,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SETS: dict[str, dict[str, Any]] = {
     "small": {"packages": ["numpy", "requests", "rich"], "imports": ["numpy", "requests", "rich"]},
     "medium": {"packages": ["numpy", "scipy", "pandas"], "imports": ["numpy", "scipy", "pandas"]},
-    "torch": {"packages": ["torch", "numpy", "scipy", "pandas"],
-              "exclude": ["nvidia-*", "triton"],
-              "imports": ["torch", "numpy", "scipy", "pandas"]},
+    # torch's CPU build comes from a folder of wheels (--wheels): PyPI's torch is the CUDA one
+    "torch": {"packages": ["torch==2.13.0+cpu", "numpy", "scipy", "pandas"],
+              "find_links": True, "imports": ["torch", "numpy", "scipy", "pandas"]},
 }
 ADDED = "termcolor"  # the small pure-Python package of the second pack
 
@@ -104,9 +105,9 @@ def targets(work: Path) -> tuple[Path, Path]:
     return zstd, gzip
 
 
-def spec_text(name: str, packages: list[str], exclude: list[str]) -> str:
+def spec_text(name: str, packages: list[str], find_links: list[str]) -> str:
     return (f'name = "{name}"\nframework = "none"\npackages = {json.dumps(packages)}\n'
-            f"exclude = {json.dumps(exclude)}\n")
+            f"find_links = {json.dumps(find_links)}\n")
 
 
 def tree_bytes(tree: Path) -> tuple[int, int]:
@@ -150,13 +151,14 @@ def import_seconds(python: str, modules: list[str], reps: int, env_setup: str = 
 
 
 def bench_set(name: str, conf: dict[str, Any], work: Path, targets_: tuple[Path, Path],
-              reps: int, tools_bin: Path) -> dict[str, Any]:
+              reps: int, tools_bin: Path, wheels: Path) -> dict[str, Any]:
     target_zstd, target_gzip = targets_
     work = work / name
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     spec = work / "env.toml"
-    spec.write_text(spec_text(name, conf["packages"], conf.get("exclude", [])))
+    links = [str(wheels)] if conf.get("find_links") else []
+    spec.write_text(spec_text(name, conf["packages"], links))
     lock = work / "env.lock"
     run(gapship("plan", str(spec), "--target", str(target_zstd), "-o", str(lock)))
     bundle = work / f"{name}.run"
@@ -215,7 +217,7 @@ def bench_set(name: str, conf: dict[str, Any], work: Path, targets_: tuple[Path,
     # the second pack: one small pure-Python package more, over a warm pack of the set
     seconds_first, _, _ = measured(gapship("pack", str(spec), "--target", str(target_zstd),
                                            "-o", str(bundle)))
-    spec.write_text(spec_text(name, [*conf["packages"], ADDED], conf.get("exclude", [])))
+    spec.write_text(spec_text(name, [*conf["packages"], ADDED], links))
     seconds_second, _, _ = measured(gapship("pack", str(spec), "--target", str(target_zstd),
                                             "-o", str(bundle)))
     installed, files = tree_bytes(tree)
@@ -278,6 +280,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default="small,medium,torch")
     parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument("--wheels", type=Path, default=Path("/opt/wheels"),
+                        help="a folder holding torch's CPU wheel (torch-2.13.0+cpu), for the "
+                        "torch set")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where bundles and trees go (several GB for torch)")
     parser.add_argument("--out", type=Path,
@@ -294,7 +299,8 @@ def main() -> None:
         work = Path(tmp_name)
         tools_bin = tools_venv(work)
         targets_ = targets(work)
-        sets = {n: bench_set(n, SETS[n], work, targets_, args.reps, tools_bin) for n in names}
+        sets = {n: bench_set(n, SETS[n], work, targets_, args.reps, tools_bin, args.wheels)
+                for n in names}
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "date": time.strftime("%Y-%m-%d")},
                "goals": GOALS, "sets": sets}
