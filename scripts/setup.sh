@@ -13,7 +13,7 @@ what=${1:-demo}
 SUDO=
 [ "$(id -u)" = 0 ] || SUDO=sudo
 pkgs="python3 python3-venv bubblewrap ca-certificates"
-[ "$what" = test ] && pkgs="$pkgs debootstrap debian-archive-keyring dash bash ksh zsh mksh busybox-static tcsh fish lmod gcc libc6-dev binutils openssl slurmctld slurmd slurm-client munge squashfs-tools squashfuse fuse3 strace"
+[ "$what" = test ] && pkgs="$pkgs debootstrap debian-archive-keyring dash bash ksh zsh mksh busybox-static tcsh fish lmod gcc libc6-dev binutils openssl slurmctld slurmd slurm-client munge squashfs-tools squashfuse fuse3 strace make perl tcl xz-utils"
 missing=
 for p in $pkgs; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
