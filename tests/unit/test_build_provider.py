@@ -104,6 +104,25 @@ def test_it_builds_for_the_targets_glibc_but_never_older_than_2_17() -> None:
     assert build.build_glibc(None) == (2, 17)
 
 
+def test_a_build_for_an_older_glibc_serves_a_newer_target() -> None:
+    """One CPython built for 2.17 runs on bullseye (2.31) and trixie (2.41) too: a second
+    target takes it instead of building again; a build for a newer glibc never serves."""
+    source = build.python_sources()["3.11.2"]
+    for glibc in ((2, 17), (2, 36)):
+        dest = build._python_dest(source, glibc)
+        (dest / "python").mkdir(parents=True)
+        (dest / ".gapship-complete").write_text("done\n")
+    assert build._cached_older(source, (2, 31)) == build._python_dest(source, (2, 17))
+    assert build._cached_older(source, (2, 41)) == build._python_dest(source, (2, 36))
+    assert build._cached_older(source, (2, 17)) is None
+    # an incomplete build, or one from other recipes or sources (another key), is not taken
+    (build._python_dest(source, (2, 17)) / ".gapship-complete").unlink()
+    other = build.build_root() / "python-3.11.2-glibc2.28-0123abcd"
+    (other / "python").mkdir(parents=True)
+    (other / ".gapship-complete").write_text("done\n")
+    assert build._cached_older(source, (2, 31)) is None
+
+
 def test_auto_tries_the_build_last(builder: dict[str, Any],  # noqa: F811
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Nothing else serves 3.11 on CentOS 7 here: auto passes over the others and tries the

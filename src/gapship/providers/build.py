@@ -11,7 +11,9 @@ of a python-build-standalone install_only archive (``bin/python3.X``, ``lib/pyth
 Sources and their sha256 are pinned in ``build_sources.json``; the build steps are
 ``build_libraries.sh`` and ``build_cpython.sh``. Everything is cached under gapship's cache:
 the sources by sha256, the libraries by (glibc, their sources, the recipes, zig), the
-interpreter by (version, glibc, its source, the libraries'): a second pack builds nothing.
+interpreter by (version, glibc, its source, the libraries'): a second pack builds nothing,
+and a cached build for an older glibc serves a newer target (what runs on 2.17 runs on 2.41),
+so that one build serves every target, as python-build-standalone's 2.17 build does.
 """
 
 from __future__ import annotations
@@ -393,14 +395,43 @@ def _retarget(built: Path, final: Path) -> None:
         path.write_text(text.replace(str(built), str(final)), encoding="utf-8")
 
 
+def _deps_key(glibc: tuple[int, int]) -> str:
+    """The libraries' cache key for ``glibc``: it, zig, the recipes and the sources' hashes."""
+    recipes = sha256_file(_script("build_libraries.sh")) + sha256_file(_zig_tool())
+    return _key("deps", *map(str, glibc), zig_version(), recipes,
+                *(lib.sha256 for lib in library_sources()))
+
+
+def _python_dest(source: Source, glibc: tuple[int, int]) -> Path:
+    """Where CPython ``source`` built for ``glibc`` is cached (complete or not)."""
+    key = _key("python", source.version, source.sha256, *map(str, glibc), _deps_key(glibc),
+               sha256_file(_script("build_cpython.sh")))
+    return build_root() / f"python-{source.version}-glibc{glibc[0]}.{glibc[1]}-{key}"
+
+
+def _cached_older(source: Source, glibc: tuple[int, int]) -> Path | None:
+    """A complete build of ``source`` for an older glibc than ``glibc`` (2.17 at the oldest),
+    the newest such: what runs on an older glibc runs on this one, as python-build-standalone's
+    one 2.17 build runs everywhere; so a second target does not build CPython again."""
+    found = []
+    for path in build_root().glob(f"python-{source.version}-glibc*-*"):
+        match = re.fullmatch(rf"python-{re.escape(source.version)}-glibc(\d+)\.(\d+)-\w+",
+                             path.name)
+        if match is None:
+            continue
+        older = (int(match.group(1)), int(match.group(2)))
+        if OLDEST_GLIBC <= older < glibc and _python_dest(source, older) == path \
+                and _complete(path):
+            found.append((older, path))
+    return max(found)[1] if found else None
+
+
 def build_libraries(glibc: tuple[int, int], deps_source: Path | None, *, offline: bool
                     ) -> tuple[Path, str]:
     """The private prefix of the static libraries for ``glibc`` (built once); and its key."""
     libraries = library_sources()
     tarballs = [obtain(lib, deps_source, offline=offline) for lib in libraries]
-    recipes = sha256_file(_script("build_libraries.sh")) + sha256_file(_zig_tool())
-    key = _key("deps", *map(str, glibc), zig_version(), recipes,
-               *(lib.sha256 for lib in libraries))
+    key = _deps_key(glibc)
     dest = build_root() / f"deps-glibc{glibc[0]}.{glibc[1]}-{key}"
     if _complete(dest):
         ui.step(f"build: the libraries for glibc {glibc[0]}.{glibc[1]} (cached in {dest})")
@@ -446,15 +477,16 @@ def build_python(version: str | None, target_glibc: tuple[int, ...] | None, *,
     glibc = build_glibc(target_glibc)
     source = python_source(version, python_tarball, offline=offline)
     tarball = _cached_source(source)
-    deps, deps_key = build_libraries(glibc, deps_source, offline=offline)
-    key = _key("python", source.version, source.sha256, *map(str, glibc), deps_key,
-               sha256_file(_script("build_cpython.sh")))
-    dest = build_root() / f"python-{source.version}-glibc{glibc[0]}.{glibc[1]}-{key}"
     minor = versions.minor(source.version)
+    dest = _python_dest(source, glibc)
+    if not _complete(dest):
+        dest = _cached_older(source, glibc) or dest
     if _complete(dest):
-        ui.step(f"build: CPython {source.version} for glibc {glibc[0]}.{glibc[1]} (cached in "
-                f"{dest})")
+        ui.step(f"build: CPython {source.version} for "
+                f"{dest.name.split('-')[2].replace('glibc', 'glibc ')} (cached in {dest})")
         return from_prefix(dest / "python", minor)
+    deps, _ = build_libraries(glibc, deps_source, offline=offline)
+    key = dest.name.rsplit("-", 1)[1]
     tmp = Path(tempfile.mkdtemp(prefix=".python-", dir=build_root()))
     work = Path(tempfile.mkdtemp(prefix=".work-", dir=build_root()))
     _, env = _tools(glibc)
