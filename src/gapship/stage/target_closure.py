@@ -255,8 +255,9 @@ def check_against_target(tree: Path, target: TargetInfo, sysroot: Path | None,
                 f"need{'s' if len(needers) == 1 else ''} {name}, which the environment has "
                 f"at {_rel(result.sonames[name], tree)} but not on "
                 f"{'its' if len(needers) == 1 else 'their'} library search path: "
-                f"{'it loads' if len(needers) == 1 else 'they load'} only after their package "
-                "has loaded it, on any machine (the doctor says the same)"
+                f"{'it loads' if len(needers) == 1 else 'they load'} only after "
+                f"{'its' if len(needers) == 1 else 'their'} package has loaded it, on any "
+                "machine (the doctor says the same)"
                 for name, needers in sorted(elsewhere.items())]
     if optional:
         warnings.append(f"optional plugins need {', '.join(optional)}, which the target does "
