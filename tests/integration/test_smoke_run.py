@@ -7,6 +7,7 @@ named; --no-verify writes that same bundle.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -82,7 +83,9 @@ def broken_stage(monkeypatch: pytest.MonkeyPatch) -> None:
     def stage_then_break(*args: Any, **kwargs: Any) -> StagedTree:
         tree = real(*args, **kwargs)
         shutil.rmtree(tree.path / tree.site_packages / "idna")
-        return tree
+        # the stage's list of the tree's paths (the bundle's members) loses them too
+        return dataclasses.replace(tree, members=tuple(p for p in tree.members
+                                                       if p.exists() or p.is_symlink()))
 
     monkeypatch.setattr(pack_module, "stage_environment", stage_then_break)
 
