@@ -27,6 +27,9 @@ from gapship.stage.manifest import build_manifest
 from tests.conftest import shell_argv
 from tests.unit.test_installer import debris, install
 
+# real bundles under every shell: tens of seconds, so out of the fast loop (CI runs them)
+pytestmark = pytest.mark.slow
+
 SITE = "lib/python3/site-packages"
 # version -> {package: version}: B adds "added", upgrades "upgraded", removes "removed"
 VERSIONS = {

@@ -21,6 +21,9 @@ from tests.conftest import SHELLS, require_tool, shell_argv
 from tests.unit.test_installer import bundle_of, debris, install, make_tree
 from tests.unit.test_installer_faults import tmpfs_install, understate_size
 
+# real bundles under every shell: tens of seconds, so out of the fast loop (CI runs them)
+pytestmark = pytest.mark.slow
+
 
 def busybox_path(tmp: Path) -> dict[str, str]:
     """PATH with busybox's applets only: gzip, no zstd (sh too: write-activation.sh runs

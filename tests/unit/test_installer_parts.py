@@ -22,6 +22,9 @@ from tests.conftest import SHELLS, shell_argv
 from tests.unit.test_installer import debris, install, make_tree
 from tests.unit.test_installer_codec import busybox_path
 
+# real bundles under every shell: tens of seconds, so out of the fast loop (CI runs them)
+pytestmark = pytest.mark.slow
+
 PART = 64 * 1024
 
 

@@ -25,6 +25,7 @@ def run_probe_with(argv: list[str], script: Path, env: dict[str, str] | None = N
     return data
 
 
+@pytest.mark.slow  # the whole probe under every shell: half a minute
 @pytest.mark.parametrize("shell", SHELLS)
 def test_probe_runs_under_each_shell_and_matches_this_machine(shell: str, tmp_path: Path) -> None:
     script = tmp_path / "probe.sh"
