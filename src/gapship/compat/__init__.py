@@ -464,11 +464,18 @@ def _frameworks(r: _Reader) -> tuple[Framework, ...]:
 
 
 @functools.cache
-def system_libraries() -> frozenset[str]:
-    """Library names that every glibc system provides (data/system_libs.json): never shipped."""
+def _system_libs() -> dict[str, Any]:
+    """data/system_libs.json, read once."""
     text = resources.files(__package__).joinpath("data").joinpath("system_libs.json").read_text(
         encoding="utf-8")
-    return frozenset(json.loads(text)["libraries"])
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+@functools.cache
+def system_libraries() -> frozenset[str]:
+    """Library names that every glibc system provides (data/system_libs.json): never shipped."""
+    return frozenset(_system_libs()["libraries"])
 
 
 @functools.cache
@@ -484,9 +491,7 @@ def headless_alternatives() -> dict[str, str]:
 @functools.cache
 def glibc_libraries() -> frozenset[str]:
     """glibc's own libraries (data/system_libs.json): on every glibc target, listed or not."""
-    text = resources.files(__package__).joinpath("data").joinpath("system_libs.json").read_text(
-        encoding="utf-8")
-    return frozenset(json.loads(text)["glibc"])
+    return frozenset(_system_libs()["glibc"])
 
 
 def is_system_library(name: str) -> bool:
