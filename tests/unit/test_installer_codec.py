@@ -96,6 +96,32 @@ def test_a_multi_member_gzip_bundle_installs_with_busybox_alone(tmp_path: Path) 
     assert not re.search(r"extracting: \d+%", proc.stderr)
 
 
+@pytest.mark.parametrize("openssl", ["right", "wrong"])
+def test_the_payload_is_hashed_by_openssl_only_where_it_hashes_right(tmp_path: Path,
+                                                                    openssl: str) -> None:
+    """OpenSSL hashes ~8x faster than coreutils' sha256sum, so the installer takes it first;
+    one that hashes wrong (a broken build) is passed over, and the bundle still installs."""
+    real = require_tool("openssl")
+    bundle = bundle_of(tmp_path, codec="gzip", big=300_000)
+    bin_dir = tmp_path / "hook-bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "openssl-calls"
+    wrapper = bin_dir / "openssl"
+    if openssl == "right":  # the real one, counted
+        wrapper.write_text(f'#!/bin/sh\necho x >> "{calls}"\nexec "{real}" "$@"\n')
+    else:  # a hash of the right form, of nothing it was given
+        wrapper.write_text(f'#!/bin/sh\necho x >> "{calls}"\ncat > /dev/null\n'
+                           f'echo "SHA2-256(stdin)= {64 * "0"}"\n')
+    wrapper.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    prefix = tmp_path / "envs" / "tiny"
+    proc = install(bundle, prefix, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "checksum ok" in proc.stderr
+    # the right one: the check, then the payload as it is extracted; the wrong one: the check
+    assert len(calls.read_text().split()) == (1 if openssl == "wrong" else 2)
+
+
 def test_a_zstd_bundle_without_zstd_is_refused_in_one_line(tmp_path: Path) -> None:
     bundle = bundle_of(tmp_path, codec="zstd")
     prefix = tmp_path / "envs" / "tiny"

@@ -243,9 +243,22 @@ def disk_usage_kb(members: list[Path]) -> int:
     return blocks * _BLOCK // 1024
 
 
-def _normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
+def _tarinfo(path: Path, arcname: str) -> tarfile.TarInfo:
+    """The member for ``path`` from one lstat: owner root (0, no names), whole-second mtime
+    (a fraction would cost every member a pax header), hard links as plain files."""
+    st = path.lstat()
+    info = tarfile.TarInfo(arcname)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.mtime = int(st.st_mtime)
+    if stat.S_ISREG(st.st_mode):
+        info.size = st.st_size
+    elif stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(st.st_mode):
+        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(path)
+    else:
+        raise BundleError(f"{arcname} in the staged tree is neither a file, a directory nor "
+                          "a symlink; this is a gapship bug.")
     return info
 
 
@@ -269,16 +282,14 @@ def _write_tar(tree: Path, members: list[Path], stream: BinaryIO, label: str,
             tarfile.TarFile(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT,
                             copybufsize=_COPY_BUFFER) as tar:
         for path in members:
-            info = _normalize(tar.gettarinfo(str(path), path.relative_to(tree).as_posix()))
-            if info.islnk():  # hard links (staged from uv's cache) go as files
-                info.type, info.linkname = tarfile.REGTYPE, ""
-                info.size = path.stat().st_size
+            info = _tarinfo(path, path.relative_to(tree).as_posix())
             if info.isreg():
                 with path.open("rb") as src:
                     tar.addfile(info, src)
                 bar.advance(info.size)
             else:
                 tar.addfile(info)
+            tar.members.clear()  # type: ignore[attr-defined]  # it keeps each member written
 
 
 def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import zstandard
 
-from gapship.bundle import BundleInfo, _HashingWriter, _normalize, _sh_quote
+from gapship.bundle import BundleInfo, _HashingWriter, _sh_quote, _tarinfo
 from gapship.errors import BundleError
 from gapship.node import layout
 
@@ -213,13 +213,13 @@ def write_delta(tree: Path, old: OldEnvironment, out: Path, *, name: str,
             with gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0, compresslevel=6) as gz, \
                     tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 data = json.dumps(delta, indent=0, sort_keys=True).encode()
-                info = _normalize(tarfile.TarInfo("delta.json"))
+                info = tarfile.TarInfo("delta.json")  # owner 0, no names, mtime 0
                 info.size = len(data)
                 info.mode = 0o644
                 tar.addfile(info, io.BytesIO(data))
                 for rel in [*plan.changed, layout.MANIFEST]:
                     path = tree / rel
-                    member = _normalize(tar.gettarinfo(str(path), f"tree/{rel}"))
+                    member = _tarinfo(path, f"tree/{rel}")
                     if member.isreg():
                         with path.open("rb") as src:
                             tar.addfile(member, src)

@@ -82,10 +82,15 @@ case $self in /*) ;; *) self="$(pwd)/$self" ;; esac
 py="$prefix/bin/python3"
 [ -x "$py" ] || die "$py is missing, so the delta cannot run here; install the full bundle of $GAPSHIP_NAME $GAPSHIP_NEW_VERSION instead."
 
-if command -v sha256sum >/dev/null 2>&1; then sha256() { sha256sum | sed 's/ .*//'; }
+# sha256: OpenSSL's first, where it hashes right (it uses the CPU's SHA instructions: 8x
+# coreutils' sha256sum on a 300 MB payload), then sha256sum, shasum
+empty_sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+if command -v openssl >/dev/null 2>&1 \
+        && [ "$(printf '' | openssl dgst -sha256 2>/dev/null | sed 's/.*= *//')" = "$empty_sha256" ]; then
+    sha256() { openssl dgst -sha256 | sed 's/.*= *//'; }
+elif command -v sha256sum >/dev/null 2>&1; then sha256() { sha256sum | sed 's/ .*//'; }
 elif command -v shasum >/dev/null 2>&1; then sha256() { shasum -a 256 | sed 's/ .*//'; }
-elif command -v openssl >/dev/null 2>&1; then sha256() { openssl dgst -sha256 | sed 's/.*= *//'; }
-else die "no sha256sum, shasum or openssl here: the delta cannot be verified."; fi
+else die "no openssl, sha256sum or shasum here: the delta cannot be verified."; fi
 apply_program() { tail -c +"$((GAPSHIP_HEADER_BYTES + 1))" "$self" | head -c "$GAPSHIP_APPLY_BYTES"; }
 [ "$(apply_program | sha256)" = "$GAPSHIP_APPLY_SHA256" ] \
     || die "the delta is damaged: its program does not have the checksum its header records. Nothing was changed. Send $(basename "$self") again."
