@@ -94,6 +94,48 @@ def test_cached_bytecode_is_byte_identical_to_a_fresh_compileall(tmp_path: Path)
     assert _bytecode(warm) == _bytecode(again) != expected  # the header holds the mtime
 
 
+def test_bytecode_for_sources_of_one_mtime_is_linked_from_the_cache(tmp_path: Path) -> None:
+    """The stage gives every source one mtime: a warm pack links each .pyc from the cache
+    (no copy), byte-identical to compileall; a kept tree's .pyc edited in place is caught."""
+    cache = tmp_path / "cache"
+
+    def staged(name: str) -> Path:
+        lib = _sources(tmp_path / name)
+        for path in lib.rglob("*.py"):
+            if not path.is_symlink():
+                os.utime(path, (946_684_800, 946_684_800))
+        return lib
+
+    # shipped.py's .pyc (from its wheel) is out of date once its source has the stage's
+    # mtime: compileall compiles it again, each time, and it is not for the cache
+    first = bytecode.precompile(COMPILER, staged("one"), cache)
+    assert (first.compiled, first.cached) == (6, 0)
+    two = staged("two")
+    fresh = tmp_path / "fresh" / "lib"
+    shutil.copytree(two, fresh, symlinks=True)
+    second = bytecode.precompile(COMPILER, two, cache)
+    assert (second.compiled, second.cached, second.failed) == (1, 5, 1)
+    _compileall(fresh)
+    assert _bytecode(two) == _bytecode(fresh)
+    entries = {p.stat().st_ino: p for p in cache.rglob("*.pyc")}
+    linked = [p for p in two.rglob("*.pyc") if p.stat().st_ino in entries]
+    assert len(linked) == 5
+    # a .pyc edited in place through a linked tree changes the entry: the next pack sees it
+    # (its sha256 is not its name's) and compiles that source again
+    victim = linked[0]
+    data = bytearray(victim.read_bytes())
+    data[20] ^= 0xFF
+    with victim.open("r+b") as fh:  # in place, as an editor that keeps the inode writes
+        fh.write(data)
+    three = staged("three")
+    again = bytecode.precompile(COMPILER, three, cache)
+    assert (again.compiled, again.cached) == (2, 4)
+    fresh3 = tmp_path / "fresh3" / "lib"
+    shutil.copytree(staged("four"), fresh3, symlinks=True)
+    _compileall(fresh3)
+    assert _bytecode(three) == _bytecode(fresh3)
+
+
 def test_a_damaged_cache_entry_is_compiled_again_not_used(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     bytecode.precompile(COMPILER, _sources(tmp_path / "one"), cache)

@@ -4,7 +4,8 @@
 worker (bytecode_worker.py, run by the interpreter that compiles) finds and compiles the
 files as compileall does, and keeps each .pyc under cache_dir()/bytecode keyed by the
 interpreter's identity, the name its code objects carry and the source's sha256: a warm
-pack copies, and compiles only sources it has not met (a new wheel, another interpreter).
+pack links (or copies) them, and compiles only sources it has not met (a new wheel, another
+interpreter).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class Compiled:
 
 
 def bytecode_cache() -> Path:
-    return cache_dir() / "bytecode"
+    # v2: entries are the .pyc files themselves, linked into trees (v1 held .pyc + sha256)
+    return cache_dir() / "bytecode-v2"
 
 
 def interpreter_identity(compiler: Path) -> str:

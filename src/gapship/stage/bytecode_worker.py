@@ -3,24 +3,28 @@ content-addressed cache: a source compiled once by this interpreter is never com
 
 Run by the interpreter that compiles (the staged one, any Python 3.6+), so stdlib only and
 3.6 syntax. Each .py file is found as compileall's own walk finds it and compiled by
-compileall's own ``compile_file``; what that writes is kept in the cache under the sha256 of
-(interpreter identity, the name the code objects carry, the source's bytes). A cached .pyc
-is the same bytes a fresh compile writes: for timestamp .pyc files only the header's source
-mtime and size differ, and those are set from the source as py_compile sets them.
+compileall's own ``compile_file``; what that writes is kept in the cache as
+``KEY.DIGEST.pyc``: KEY the sha256 of (interpreter identity, the name the code objects carry,
+the source's bytes), DIGEST the sha256 of the .pyc itself, checked at every use. A cached
+.pyc is the same bytes a fresh compile writes: for timestamp .pyc files only the header's
+source mtime and size differ. An entry whose header already fits the source (the stage gives
+every source one mtime) is hard-linked into the tree, as uv links its cache; any other is
+copied with the header set from the source as py_compile sets it. Nothing edits a .pyc in
+place (a tree's file is replaced, never rewritten), so a link never changes the cache.
 
 Usage: bytecode_worker.py CACHE_DIR ROOT DDIR IDENTITY; prints one JSON line of counts.
 """
 
 import compileall
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import struct
 import sys
-from typing import Iterator, List, Optional, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
-_DIGEST = 32  # a cache entry is the .pyc followed by its sha256
 _TIMESTAMP_HEADER = sys.version_info >= (3, 7)
 
 
@@ -42,7 +46,38 @@ def walk(root: str, maxlevels: int) -> Iterator[str]:
 
 
 def _entry(cache: str, key: str) -> str:
+    """The stem of KEY's entries: STEM.DIGEST.pyc, and STEM.fail for a source that fails."""
     return os.path.join(cache, key[:2], key)
+
+
+_INDEX: Dict[str, Dict[str, List[str]]] = {}  # shard -> KEY -> its entries' names
+
+
+def _entries(cache: str, key: str) -> List[str]:
+    """The cached .pyc files of KEY (one listing per shard directory and process)."""
+    shard = os.path.join(cache, key[:2])
+    index = _INDEX.get(shard)
+    if index is None:
+        index = {}
+        try:
+            names = os.listdir(shard)
+        except OSError:
+            names = []
+        for name in names:
+            parts = name.split(".")
+            if len(parts) == 3 and parts[2] == "pyc" and len(parts[1]) == 64:
+                index.setdefault(parts[0], []).append(name)
+        _INDEX[shard] = index
+    return [os.path.join(shard, name) for name in index.get(key, [])]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
 
 
 _MADE: Set[str] = set()  # directories known to exist (one mkdir per directory)
@@ -72,17 +107,53 @@ def _write_atomic(path: str, data: bytes, mode: int = 0o666) -> None:
 
 
 def _load(path: str) -> Optional[bytes]:
-    """The cached .pyc when the entry is whole and of this interpreter; None otherwise."""
+    """The cached .pyc when the entry is whole (its sha256 is the one its name holds) and of
+    this interpreter; None otherwise (a damaged entry is removed)."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            pyc = fh.read()
     except OSError:
         return None
-    pyc, digest = data[:-_DIGEST], data[-_DIGEST:]
-    if len(data) <= _DIGEST + 16 or hashlib.sha256(pyc).digest() != digest \
+    if len(pyc) <= 16 or hashlib.sha256(pyc).hexdigest() != path.rsplit(".", 2)[-2] \
             or pyc[:4] != importlib.util.MAGIC_NUMBER:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
         return None
     return pyc
+
+
+def _keep(cfile: str, stem: str) -> None:
+    """Keep the .pyc just compiled at ``cfile`` as an entry of ``stem``: a hard link to it
+    where the filesystem allows (else a copy), under its final name only when whole."""
+    with open(cfile, "rb") as fh:
+        pyc = fh.read()
+    entry = "%s.%s.pyc" % (stem, hashlib.sha256(pyc).hexdigest())
+    tmp = "%s.%d.tmp" % (entry, os.getpid())
+    try:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.link(cfile, tmp)
+        os.replace(tmp, entry)
+    except OSError:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        _write_atomic(entry, pyc)
+
+
+def _link(entry: str, cfile: str, mode: int) -> bool:
+    """Hard-link ``entry`` as ``cfile`` when its mode is the one py_compile would give it;
+    False where it cannot be (another mode, another filesystem, too many links)."""
+    try:
+        if os.stat(entry).st_mode & 0o7777 != mode:
+            return False
+        directory = os.path.dirname(cfile)
+        if directory not in _MADE:
+            os.makedirs(directory, exist_ok=True)
+            _MADE.add(directory)
+        os.link(entry, cfile)
+    except OSError:
+        return False
+    return True
 
 
 def _with_source_stats(pyc: bytes, st: os.stat_result) -> bytes:
@@ -117,9 +188,10 @@ def _compile(source: str, ddir: str, cfile: str, entry: str) -> str:
     if not entry:  # a .pyc a wheel shipped, out of date: not for the cache
         pass
     elif ok and os.path.isfile(cfile):
-        with open(cfile, "rb") as fh:
-            pyc = fh.read()
-        _write_atomic(entry, pyc + hashlib.sha256(pyc).digest())
+        if os.path.dirname(entry) not in _MADE:
+            os.makedirs(os.path.dirname(entry), exist_ok=True)
+            _MADE.add(os.path.dirname(entry))
+        _keep(cfile, entry)
     elif not ok:
         _write_atomic(entry + ".fail", b"")
     return "compiled" if ok else "failed"
@@ -135,16 +207,25 @@ def process(job: Tuple[str, str, str, str]) -> str:
         content = hashlib.sha256(fh.read()).hexdigest()
     dfile = os.path.join(ddir, os.path.basename(source))
     key = hashlib.sha256("\0".join([ident, dfile, content]).encode()).hexdigest()
-    entry = _entry(cache, key)
-    pyc = _load(entry)
-    if pyc is None:
-        if os.path.exists(entry + ".fail"):
-            return "failed"
-        return _compile(source, ddir, cfile, entry)
+    stem = _entry(cache, key)
     st = os.stat(source)
-    # py_compile's mode: the source's, writable by its owner
-    _write_atomic(cfile, _with_source_stats(pyc, st), (st.st_mode | 0o200) & 0o666)
-    return "cached"
+    # py_compile's mode: the source's, writable by its owner (less the umask, as it creates)
+    mode = (st.st_mode | 0o200) & 0o666
+    other: Optional[bytes] = None
+    for entry in _entries(cache, key):
+        pyc = _load(entry)
+        if pyc is None:
+            continue
+        fitted = _with_source_stats(pyc, st)
+        if fitted == pyc and _link(entry, cfile, mode & ~_UMASK):
+            return "cached"
+        other = fitted
+    if other is not None:  # an entry for another mtime: a copy with this source's header
+        _write_atomic(cfile, other, mode)
+        return "cached"
+    if os.path.exists(stem + ".fail"):
+        return "failed"
+    return _compile(source, ddir, cfile, stem)
 
 
 def main(argv: List[str]) -> int:
