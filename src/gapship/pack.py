@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -192,27 +193,37 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
             f"({fetched.cache_hits} of {len(lock.files)} files from the cache)")
     with _workdir(lock.name) as workdir:
         tree = stage_environment(lock, interpreter, list(fetched.paths), target, workdir)
-        smoke_run = (verify.smoke_run(tree.path, lock.name, target, interpreter) if smoke
-                     else verify.skipped("--no-verify"))
-        if update_of is not None:
-            # only what differs from the installed version: NAME-OLD-to-NEW.run
-            bundle, _ = write_delta(tree.path, update_of, out, name=lock.name,
-                                    version=lock.env_version)
-        else:
-            source, installed = tree.path, tree.total_bytes
-            if image_format == "squashfs":  # the tree as one image, in a small carrier tree
-                if target.site.can_mount_images() is False:
-                    runtime = target.site.container_runtime
-                    ui.warn("the target has no squashfuse, or no /dev/fuse this user can open: "
-                            "activation cannot mount the image there; "
-                            + (f"run it through {runtime} (--bind IMAGE:MOUNT:image-src=/)"
-                               if runtime else "pack the directory form instead (no --format)"))
-                source = image_carrier(tree.path, workdir)
-                installed = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
-            bundle = write_bundle(source, out, name=lock.name, version=lock.env_version,
-                                  python=interpreter.version, installed_bytes=installed,
-                                  codec=codec, sign_key=sign_key, split=split,
-                                  members=tree.members if source == tree.path else None)
+        # The smoke run reads the tree (bound read-only) while the bundle is written from it:
+        # the bundle takes its final name only once the smoke run passed.
+        smoke_run_of = (_Background(verify.smoke_run, tree.path, lock.name, target,
+                                    interpreter) if smoke
+                        else _Background(verify.skipped, "--no-verify"))
+        try:
+            if update_of is not None:
+                # only what differs from the installed version: NAME-OLD-to-NEW.run
+                smoke_run_of.result()
+                bundle, _ = write_delta(tree.path, update_of, out, name=lock.name,
+                                        version=lock.env_version)
+            else:
+                source, installed = tree.path, tree.total_bytes
+                if image_format == "squashfs":  # the tree as one image, in a small carrier tree
+                    if target.site.can_mount_images() is False:
+                        runtime = target.site.container_runtime
+                        ui.warn("the target has no squashfuse, or no /dev/fuse this user can open: "
+                                "activation cannot mount the image there; "
+                                + (f"run it through {runtime} (--bind IMAGE:MOUNT:image-src=/)"
+                                   if runtime else "pack the directory form instead (no --format)"))
+                    source = image_carrier(tree.path, workdir)
+                    installed = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
+                bundle = write_bundle(source, out, name=lock.name, version=lock.env_version,
+                                      python=interpreter.version, installed_bytes=installed,
+                                      codec=codec, sign_key=sign_key, split=split,
+                                      members=tree.members if source == tree.path else None,
+                                      gate=smoke_run_of)
+        except BaseException:
+            smoke_run_of.finish()  # before the tree it reads is removed
+            raise
+        smoke_run = smoke_run_of.result()
         if keep_tree is not None:
             shutil.rmtree(keep_tree, ignore_errors=True)
             shutil.move(str(tree.path), keep_tree)
@@ -222,6 +233,27 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
                                   f"{line}" for line in smoke_run.not_judged)),
                       smoke=smoke_run, codec=codec,
                       proven=(*tree.proven, smoke_run.proven()))
+
+
+class _Background:
+    """A call run on a thread of its own, as a bundle's gate: ``poll`` raises its error once
+    it has failed, ``result`` waits for it (and raises its error)."""
+
+    def __init__(self, call: Callable[..., verify.SmokeRun], *args: object) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapship-smoke")
+        self._future = self._pool.submit(call, *args)
+        self._pool.shutdown(wait=False)
+
+    def poll(self) -> None:
+        if self._future.done():
+            self._future.result()
+
+    def result(self) -> verify.SmokeRun:
+        return self._future.result()
+
+    def finish(self) -> None:
+        """Wait for it to end, whatever it found (what stopped the bundle is the error)."""
+        wait([self._future])
 
 
 def _check_keep_tree(keep: Path | None) -> None:

@@ -193,7 +193,7 @@ def test_equal_trees_give_equal_bundles(tmp_path: Path, codec: str) -> None:
     a, b = (write_bundle(tree, tmp_path / f"{n}.run", name="tiny", version="1.0",
                          python="3.11.7", installed_bytes=1, codec=choose(codec, (), None))
             for n in ("a", "b"))
-    assert a.codec == codec and a.level == {"zstd": 3, "gzip": 6}[codec]
+    assert a.codec == codec and a.level == {"zstd": 3, "gzip": 4}[codec]
     assert a.path.read_bytes() == b.path.read_bytes()
 
 
@@ -238,7 +238,7 @@ def test_auto_takes_zstd_only_where_the_target_has_it() -> None:
     assert choose("auto", (("gzip", True), ("zstd", False)), None).name == "gzip"
     # a target.json from an older probe records no tools: gzip, which every target has
     old = choose("auto", (), None)
-    assert (old.name, old.level) == ("gzip", 6) and "did not record" in old.reason
+    assert (old.name, old.level) == ("gzip", 4) and "did not record" in old.reason
     assert choose("gzip", (("zstd", True),), 9).level == 9
     with pytest.raises(BundleError, match="no zstd"):
         choose("zstd", (("zstd", False),), None)

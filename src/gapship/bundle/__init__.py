@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from gapship import ui
 from gapship.bundle import signing
@@ -276,8 +276,18 @@ def _file_digest(fh: BinaryIO, size: int) -> hashlib._Hash:
     return digest
 
 
+class Gate(Protocol):
+    """What must pass before a bundle takes its name (it runs while the bundle is written)."""
+
+    def poll(self) -> None:
+        """Raise its error if it has failed by now; return at once otherwise."""
+
+    def result(self) -> object:
+        """Wait for it; raise its error if it failed."""
+
+
 def _write_tar(tree: Path, members: list[Path], stream: BinaryIO, label: str,
-               installed_bytes: int) -> None:
+               installed_bytes: int, gate: Gate | None = None) -> None:
     with ui.byte_progress(label, installed_bytes) as bar, \
             tarfile.TarFile(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT,
                             copybufsize=_COPY_BUFFER) as tar:
@@ -290,17 +300,21 @@ def _write_tar(tree: Path, members: list[Path], stream: BinaryIO, label: str,
             else:
                 tar.addfile(info)
             tar.members.clear()  # type: ignore[attr-defined]  # it keeps each member written
+            if gate is not None:
+                gate.poll()
 
 
 def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
                  installed_bytes: int, codec: Codec | None = None,
                  sign_key: Path | None = None, split: int | None = None,
-                 members: Sequence[Path] | None = None) -> BundleInfo:
+                 members: Sequence[Path] | None = None, gate: Gate | None = None) -> BundleInfo:
     """Write ``out`` atomically from the staged environment ``tree``, its payload compressed
-    with ``codec`` (default: gzip at level 6, which every target unpacks); with ``sign_key``
+    with ``codec`` (default: gzip at level 4, which every target unpacks); with ``sign_key``
     (a private key from `gapship keygen`), append the signature of its header and payload.
     With ``split`` (bytes), the payload goes into parts of that size beside ``out``.
-    ``members``: the tree's paths as the stage's one pass listed them (else walked here)."""
+    ``members``: the tree's paths as the stage's one pass listed them (else walked here).
+    ``gate``: what runs beside the writing (the smoke run); its failure stops the writing, and
+    the bundle takes its name only once it passed."""
     if codec is None:
         codec = Codec(name="gzip", level=codec_level("gzip", None), reason="the default")
     if not (tree / layout.MANIFEST).is_file():
@@ -337,7 +351,8 @@ def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
             hashing = _HashingWriter(splitter if splitter is not None else fh)  # type: ignore[arg-type]
             stream = compressor(codec, hashing)
             try:
-                _write_tar(tree, members, stream, label, installed_bytes)  # type: ignore[arg-type]
+                _write_tar(tree, members, stream, label, installed_bytes,  # type: ignore[arg-type]
+                           gate)
             except BaseException:
                 stream.abort()
                 raise
@@ -371,6 +386,8 @@ def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
                 whole.update(signature)
             fh.flush()
             os.fsync(fh.fileno())
+        if gate is not None:
+            gate.result()
         tmp.chmod(0o755)
         if splitter is not None:
             for temp, part in zip(splitter.temps, parts, strict=True):
