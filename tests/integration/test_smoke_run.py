@@ -94,12 +94,14 @@ def test_a_broken_tree_is_refused_naming_the_failing_import(
         work: Path, trixie_target: Path, broken_stage: None,
         capsys: pytest.CaptureFixture[str]) -> None:
     out = work / "broken.run"
+    # the smoke run goes on while the bundle is written: an earlier bundle stays as it was
+    out.write_text("an earlier bundle\n")
     code = cli.main(["pack", str(work / "env.toml"), "--target", str(trixie_target), "-o",
                      str(out), "--level", "1", "--json"])
     captured = capsys.readouterr()
     err = captured.err
     assert code == 1
-    assert not out.exists() and not list(work.glob(".broken.run*"))
+    assert out.read_text() == "an earlier bundle\n" and not list(work.glob(".broken.run*"))
     head = next(ln for ln in err.splitlines() if "gapship: error:" in ln)
     assert "the smoke run refused demo:" in head and "no bundle was written" in head
     assert "Debian 13 (trixie) minbase replica" in head

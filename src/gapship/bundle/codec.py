@@ -4,7 +4,7 @@ concatenated members as one stream).
 
 Both are deterministic: equal input gives equal bytes whatever the number of threads. zstd's
 multi-threaded mode cuts its jobs by size, not by thread count; the gzip pieces are fixed
-8 MiB cuts of the tar stream, each compressed alone with a fixed header (mtime 0).
+4 MiB cuts of the tar stream, each compressed alone with a fixed header (mtime 0).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ CODECS = ("zstd", "gzip")
 # (lowest, highest, default) level of each codec; --level means the codec's own scale
 # gzip at 4, as conda-pack and venv-pack: 2x level 6's speed for 4% more bytes (torch CPU)
 LEVELS = {"zstd": (1, 19, 3), "gzip": (1, 9, 4)}
-PIECE = 8 << 20
+PIECE = 4 << 20
 # worker threads at most: past 8 the disk is the limit, and each thread holds pieces in memory
 # (pack's peak stays near 100 MB); the output does not depend on the number
 MAX_THREADS = 8
