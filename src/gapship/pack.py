@@ -66,8 +66,8 @@ class Provided:
 def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, codec: str = "auto",
               level: int | None = None, keep_tree: Path | None = None, smoke: bool = True,
               sign_key: Path | None = None, image_format: str = "directory",
-              split: int | None = None, update_of: OldEnvironment | None = None
-              ) -> PackResult:
+              split: int | None = None, update_of: OldEnvironment | None = None,
+              bytecode: bool = True) -> PackResult:
     """Build ``out`` for ``target`` from env.toml's spec. Nothing is written at ``out``
     unless every check passed; ``smoke=False`` (--no-verify) skips the smoke run. ``codec``
     (auto, zstd, gzip) and ``level`` (the codec's own scale; None: its default) compress the
@@ -78,15 +78,16 @@ def pack_spec(spec: Spec, target: TargetInfo, out: Path, *, codec: str = "auto",
     lock = plan_spec(spec, target, provided)
     return _fetch_stage_bundle(lock, provided.python.interpreter, target, out, codec=chosen,
                                keep_tree=keep_tree, smoke=smoke, sign_key=sign_key,
-                               image_format=image_format, split=split, update_of=update_of)
+                               image_format=image_format, split=split, update_of=update_of,
+                               bytecode=bytecode)
 
 
 def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
               python_spec: PythonSpec | None = None, codec: str = "auto",
               level: int | None = None, keep_tree: Path | None = None, smoke: bool = True,
               sign_key: Path | None = None, image_format: str = "directory",
-              split: int | None = None, update_of: OldEnvironment | None = None
-              ) -> PackResult:
+              split: int | None = None, update_of: OldEnvironment | None = None,
+              bytecode: bool = True) -> PackResult:
     """Build ``out`` for ``target`` exactly from a lock that `gapship plan` wrote.
     ``python_spec`` (the CLI's --python options) names the archive or rootfs to take the
     lock's interpreter from."""
@@ -95,7 +96,8 @@ def pack_lock(lock: Lock, target: TargetInfo, out: Path, *,
     interpreter = interpreter_for_lock(lock, python_spec or PythonSpec(), target)
     return _fetch_stage_bundle(lock, interpreter, target, out, codec=chosen,
                                keep_tree=keep_tree, smoke=smoke, sign_key=sign_key,
-                               image_format=image_format, split=split, update_of=update_of)
+                               image_format=image_format, split=split, update_of=update_of,
+                               bytecode=bytecode)
 
 
 # ---- providers
@@ -182,8 +184,8 @@ def _refuse_missing_toolkit(lock: Lock) -> None:
 def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo, out: Path,
                         *, codec: Codec, keep_tree: Path | None, smoke: bool,
                         sign_key: Path | None = None, image_format: str = "directory",
-                        split: int | None = None, update_of: OldEnvironment | None = None
-                        ) -> PackResult:
+                        split: int | None = None, update_of: OldEnvironment | None = None,
+                        bytecode: bool = True) -> PackResult:
     _refuse_missing_toolkit(lock)
     for warning in lock.warnings:
         ui.warn(warning)
@@ -192,7 +194,8 @@ def _fetch_stage_bundle(lock: Lock, interpreter: Interpreter, target: TargetInfo
     ui.step(f"fetched {fetched.downloaded_bytes / 1e6:.1f} MB "
             f"({fetched.cache_hits} of {len(lock.files)} files from the cache)")
     with _workdir(lock.name) as workdir:
-        tree = stage_environment(lock, interpreter, list(fetched.paths), target, workdir)
+        tree = stage_environment(lock, interpreter, list(fetched.paths), target, workdir,
+                                 with_bytecode=bytecode)
         # The smoke run reads the tree (bound read-only) while the bundle is written from it:
         # the bundle takes its final name only once the smoke run passed.
         smoke_run_of = (_Background(verify.smoke_run, tree.path, lock.name, target,

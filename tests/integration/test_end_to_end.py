@@ -95,3 +95,38 @@ def test_damaged_bundle_in_the_replica(trixie_bundle: tuple[Path, dict[str, obje
     proc = trixie.run("sh bad.run --prefix ~/envs/bad", [(bad, "/home/user/bad.run")])
     assert proc.returncode != 0 and "damaged" in proc.stderr
     assert not (trixie.home / "envs").exists()
+
+
+def test_no_bytecode_ships_no_pyc_and_python_compiles_on_first_use(
+        work: Path, trixie_target: Path, trixie_bundle: tuple[Path, dict[str, object]],
+        trixie: Replica) -> None:
+    out = work / "nopyc.run"
+    proc = gapship("pack", str(work / "env.toml"), "--target", str(trixie_target), "-o",
+                   str(out), "--json", "--level", "1", "--no-bytecode")
+    assert proc.returncode == 0, proc.stderr
+    assert "no bytecode shipped (--no-bytecode)" in proc.stderr
+    # the same packages, at the same level, without their .pyc
+    assert out.stat().st_size < 0.9 * trixie_bundle[0].stat().st_size
+    script = f"""set -e
+sh nopyc.run --prefix ~/envs/nopyc
+find ~/envs/nopyc/lib/python3*/site-packages -name '*.pyc' | wc -l > before.txt
+. ~/envs/nopyc/activate
+python -c "{IMPORTS}; print('imports ok')"
+gapship-doctor --json > doctor.json
+find ~/envs/nopyc -path '*/numpy/__pycache__/*.pyc' | wc -l > after.txt
+"""
+    ran = trixie.run(script, [(out, "/home/user/nopyc.run")])
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "imports ok" in ran.stdout
+    assert (trixie.home / "before.txt").read_text().strip() == "0"
+    assert int((trixie.home / "after.txt").read_text()) > 0  # kept where the prefix is writable
+    doctor = json.loads((trixie.home / "doctor.json").read_text())
+    assert doctor["ok"], doctor
+
+
+def test_no_bytecode_is_refused_for_a_read_only_image(work: Path) -> None:
+    proc = gapship("pack", str(work / "env.toml"), "--no-bytecode", "--format", "squashfs",
+                   "-o", str(work / "image.run"))
+    assert proc.returncode != 0
+    assert "read-only" in proc.stderr and "Leave out --no-bytecode" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (work / "image.run").exists()

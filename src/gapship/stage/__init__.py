@@ -126,9 +126,11 @@ def builder_needles(interpreter: Interpreter, workdir: Path) -> list[bytes]:
 
 
 def stage_environment(lock: Lock, interpreter: Interpreter, fetched: list[Path],
-                      target: TargetInfo, workdir: Path) -> StagedTree:
+                      target: TargetInfo, workdir: Path, *, with_bytecode: bool = True
+                      ) -> StagedTree:
     """Build the environment tree at ``workdir/tree`` from the fetched files (wheels, and
-    source archives built here into pure-Python wheels) and check it against the target."""
+    source archives built here into pure-Python wheels) and check it against the target.
+    ``with_bytecode=False`` (--no-bytecode): no .pyc, the target's Python compiles at first use."""
     tree = workdir / "tree"
     if tree.exists():
         shutil.rmtree(tree)
@@ -160,7 +162,9 @@ def stage_environment(lock: Lock, interpreter: Interpreter, fetched: list[Path],
         "site_packages": site.relative_to(tree).as_posix(), "distributions": dists,
     })
 
-    if staged.compiler is None:
+    if not with_bytecode:
+        ui.step("no bytecode shipped (--no-bytecode): it is compiled on first use")
+    elif staged.compiler is None:
         ui.step(f"no Python {interpreter.minor} on this builder: bytecode is compiled on "
                 "first use")
     else:
