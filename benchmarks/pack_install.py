@@ -11,7 +11,8 @@ machine load:
 
 - pack: `gapship pack` for this machine (zstd: the probe found it) and for the same machine
   recorded without zstd (gzip), each beside `tar -c | zstd -T0 -3` and `tar -c | gzip -6` of
-  the staged tree (`--keep-tree`), and venv-pack (defaults) of a venv holding the same wheels;
+  the staged tree (`--keep-tree`), and venv-pack (defaults) of a venv holding the same wheels
+  (no bytecode: uv installs none), beside `gapship pack --no-bytecode` (the same content);
 - install: `sh NAME.run --prefix DIR` beside `zstd -dc | tar -x` (and `gzip -dc | tar -x`)
   of the same tree; the installer's peak memory (the largest process of its tree);
 - import: the set's main modules, imported in the installed environment and in the venv;
@@ -163,6 +164,7 @@ def bench_set(name: str, conf: dict[str, Any], work: Path, targets_: tuple[Path,
     run(gapship("plan", str(spec), "--target", str(target_zstd), "-o", str(lock)))
     bundle = work / f"{name}.run"
     bundle_gz = work / f"{name}-gzip.run"
+    bundle_nopyc = work / f"{name}-nobytecode.run"
     tree = work / "tree"
     print(f"[{name}] warming the caches", file=sys.stderr)
     for _ in range(2):
@@ -191,6 +193,10 @@ def bench_set(name: str, conf: dict[str, Any], work: Path, targets_: tuple[Path,
         add("pack_gzip_peak_mb", peak)
         seconds, _, _ = measured(f"tar -cf - -C '{tree}' . | gzip -6 > '{work}/floor.tar.gz'")
         add("floor_gzip_s", seconds)
+        # the same packages without their bytecode, as venv-pack ships them (a uv venv has none)
+        seconds, peak, _ = measured(gapship("pack", str(spec), "--target", str(target_zstd),
+                                            "-o", str(bundle_nopyc), "--no-bytecode"))
+        add("pack_nobytecode_s", seconds)
         (work / "venv.tar.gz").unlink(missing_ok=True)
         seconds, _, _ = measured([str(tools_bin / "venv-pack"), "-p", str(venv), "-o",
                                   str(work / "venv.tar.gz"), "-q"])
@@ -224,6 +230,7 @@ def bench_set(name: str, conf: dict[str, Any], work: Path, targets_: tuple[Path,
     med = {k: statistics.median(v) for k, v in fig.items()}
     sizes = {"bundle_zstd_mb": bundle.stat().st_size / 1e6,
              "bundle_gzip_mb": bundle_gz.stat().st_size / 1e6,
+             "bundle_nobytecode_mb": bundle_nopyc.stat().st_size / 1e6,
              "floor_zstd_mb": (work / "floor.tar.zst").stat().st_size / 1e6,
              "floor_gzip_mb": (work / "floor.tar.gz").stat().st_size / 1e6,
              "venv_pack_mb": (work / "venv.tar.gz").stat().st_size / 1e6}
@@ -234,8 +241,11 @@ def bench_set(name: str, conf: dict[str, Any], work: Path, targets_: tuple[Path,
         "install_over_floor": med["install_zstd_s"] / med["floor_extract_zstd_s"],
         "install_gzip_over_floor": med["install_gzip_s"] / med["floor_extract_gzip_s"],
         "installer_peak_mb": max(med["installer_zstd_peak_mb"], med["installer_gzip_peak_mb"]),
-        "bundle_over_venv_pack": sizes["bundle_gzip_mb"] / sizes["venv_pack_mb"],
+        # venv-pack's bundle holds no bytecode (a uv venv has none) and no interpreter: the
+        # same content is gapship's --no-bytecode bundle; the default one ships .pyc too
+        "bundle_over_venv_pack": sizes["bundle_nobytecode_mb"] / sizes["venv_pack_mb"],
         "bundle_zstd_over_venv_pack": sizes["bundle_zstd_mb"] / sizes["venv_pack_mb"],
+        "bundle_gzip_over_venv_pack": sizes["bundle_gzip_mb"] / sizes["venv_pack_mb"],
         "venv_pack_over_floor": med["venv_pack_s"] / med["floor_zstd_s"],
         "import_over_venv": med["import_installed_s"] / med["import_venv_s"],
         "second_pack_over_first": seconds_second / seconds_first,
@@ -264,9 +274,13 @@ def table(results: dict[str, Any]) -> str:
                          f"{label} | {med[ours]:.2f} | {med[floor]:.2f} | "
                          f"{med[ours] / med[floor]:.2f}x |")
         ratios, sizes = res["ratios"], res["sizes"]
-        lines.append(f"| {name} | bundle MB (zstd / gzip / venv-pack) | "
+        lines.append(f"| {name} | bundle MB, zstd / gzip (venv-pack) | "
                      f"{sizes['bundle_zstd_mb']:.1f} / {sizes['bundle_gzip_mb']:.1f} | "
-                     f"{sizes['venv_pack_mb']:.1f} | {ratios['bundle_over_venv_pack']:.2f}x |")
+                     f"{sizes['venv_pack_mb']:.1f} | {ratios['bundle_zstd_over_venv_pack']:.2f}x"
+                     f" / {ratios['bundle_gzip_over_venv_pack']:.2f}x |")
+        lines.append(f"| {name} | bundle MB, zstd --no-bytecode (venv-pack) | "
+                     f"{sizes['bundle_nobytecode_mb']:.1f} | {sizes['venv_pack_mb']:.1f} | "
+                     f"{ratios['bundle_over_venv_pack']:.2f}x |")
         lines.append(f"| {name} | peak MB (pack / installer) | {ratios['pack_peak_mb']:.0f} / "
                      f"{ratios['installer_peak_mb']:.0f} | | |")
         lines.append(f"| {name} | second pack, +{ADDED} (s) | "
