@@ -29,6 +29,25 @@ fish_word() { printf "'%s'" "$(printf '%s' "$1" | sed -e 's/[\\]/\\\\/g' -e "s/'
 # for "..." in sh and fish (the stub that every shell reads)
 dq_escape() { printf '%s' "$1" | sed 's/[\\"$`]/\\&/g'; }
 sed_escape() { printf '%s' "$1" | sed 's/[\\&|]/\\&/g'; }
+as_is() { printf '%s' "$1"; }
+# qv QUOTE VALUE: r=$(QUOTE "VALUE"), without a fork where VALUE holds nothing that a quoting
+# escapes (the usual path: an install writes four files of a dozen values each).
+nl='
+'
+qv() {
+    case $2 in
+        *[\'\\\"\$\`\&\|]*|*"$nl"*) r=$($1 "$2") ;;
+        *) case $1 in
+               csh_word|fish_word) r="'$2'" ;;
+               *) r=$2 ;;
+           esac ;;
+    esac
+}
+# qe QUOTE VALUE: r=$(sed_escape "$(QUOTE "VALUE")"), forking only where a character needs it
+qe() {
+    qv "$1" "$2"
+    case $r in *[\\\&\|]*|*"$nl"*) r=$(sed_escape "$r") ;; esac
+}
 
 # The GPU stack (gapship/activate.conf, prefix-relative, written at pack time): CUDA_HOME,
 # a dir for PATH, dirs for LD_LIBRARY_PATH, XLA's CUDA data dir.
@@ -65,20 +84,34 @@ p_disp=$(sed_escape "$prefix" | tr '\n' ' ')
 # fill TEMPLATE OUT QUOTE: the placeholders, each value quoted by the function QUOTE
 fill() {
     q=$3
-    sed -e "s|__GAPSHIP_PREFIX__|$(sed_escape "$($q "$prefix")")|g" \
-        -e "s|__GAPSHIP_NAME__|$(sed_escape "$($q "$name")")|g" \
+    qe "$q" "$prefix"; v_prefix=$r
+    qe "$q" "$name"; v_name=$r
+    qe "$q" "$cuda"; v_cuda=$r
+    qe "$q" "$cuda_bin"; v_cuda_bin=$r
+    qe "$q" "$ld"; v_ld=$r
+    qe "$q" "$xla"; v_xla=$r
+    qe "$q" "$helper"; v_helper=$r
+    qv csh_word "$prefix/activate.csh"
+    qe "$q" "setenv GAPSHIP_ISOLATE 1; source $r"; v_csh_isolate=$r
+    qv fish_word "$prefix/activate.fish"
+    qe "$q" "GAPSHIP_ISOLATE=1 source $r"; v_fish_isolate=$r
+    qe dq_escape "$prefix/gapship/activation/activate.sh"; v_sh_file=$r
+    qe as_is "$shown/activate.csh"; v_csh_file=$r
+    qe as_is "$shown/activate.fish"; v_fish_file=$r
+    sed -e "s|__GAPSHIP_PREFIX__|$v_prefix|g" \
+        -e "s|__GAPSHIP_NAME__|$v_name|g" \
         -e "s|__GAPSHIP_PREFIX_DISPLAY__|$p_disp|g" \
-        -e "s|__GAPSHIP_CUDA_HOME__|$(sed_escape "$($q "$cuda")")|g" \
-        -e "s|__GAPSHIP_CUDA_BIN__|$(sed_escape "$($q "$cuda_bin")")|g" \
-        -e "s|__GAPSHIP_LD_LIBRARY_PATH__|$(sed_escape "$($q "$ld")")|g" \
-        -e "s|__GAPSHIP_XLA_DATA_DIR__|$(sed_escape "$($q "$xla")")|g" \
+        -e "s|__GAPSHIP_CUDA_HOME__|$v_cuda|g" \
+        -e "s|__GAPSHIP_CUDA_BIN__|$v_cuda_bin|g" \
+        -e "s|__GAPSHIP_LD_LIBRARY_PATH__|$v_ld|g" \
+        -e "s|__GAPSHIP_XLA_DATA_DIR__|$v_xla|g" \
         -e "s|__GAPSHIP_GPU_VARS__|$gpu_vars|g" \
-        -e "s|__GAPSHIP_LD_HELPER__|$(sed_escape "$($q "$helper")")|g" \
-        -e "s|__GAPSHIP_CSH_ISOLATE__|$(sed_escape "$($q "setenv GAPSHIP_ISOLATE 1; source $(csh_word "$prefix/activate.csh")")")|g" \
-        -e "s|__GAPSHIP_FISH_ISOLATE__|$(sed_escape "$($q "GAPSHIP_ISOLATE=1 source $(fish_word "$prefix/activate.fish")")")|g" \
-        -e "s|__GAPSHIP_SH_FILE__|$(sed_escape "$(dq_escape "$prefix/gapship/activation/activate.sh")")|g" \
-        -e "s|__GAPSHIP_CSH_FILE__|$(sed_escape "$shown/activate.csh")|g" \
-        -e "s|__GAPSHIP_FISH_FILE__|$(sed_escape "$shown/activate.fish")|g" \
+        -e "s|__GAPSHIP_LD_HELPER__|$v_helper|g" \
+        -e "s|__GAPSHIP_CSH_ISOLATE__|$v_csh_isolate|g" \
+        -e "s|__GAPSHIP_FISH_ISOLATE__|$v_fish_isolate|g" \
+        -e "s|__GAPSHIP_SH_FILE__|$v_sh_file|g" \
+        -e "s|__GAPSHIP_CSH_FILE__|$v_csh_file|g" \
+        -e "s|__GAPSHIP_FISH_FILE__|$v_fish_file|g" \
         "$1" > "$2.gapship-tmp"
     mv -f "$2.gapship-tmp" "$2"
 }
