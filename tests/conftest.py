@@ -14,6 +14,13 @@ from gapship.providers.python import find_host_python
 from gapship.tools import tool_path
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Where PYTHONDONTWRITEBYTECODE is set (these sandboxes set it), nothing writes a .pyc, so every
+# pytest process (each xdist worker too) and every `python -m gapship.cli` a test starts
+# compiles gapship and the rewritten test modules again: seconds a run. Written here, the
+# caches (in __pycache__/, which git ignores) serve those processes; the environment, and so
+# what the tests start, is left as it is.
+sys.dont_write_bytecode = False
 ROOT = Path(__file__).resolve().parent.parent
 
 

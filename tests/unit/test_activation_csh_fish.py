@@ -82,8 +82,10 @@ exit 0
 
 
 @pytest.mark.parametrize("shell", ["tcsh", "fish"])
-def test_activate_then_deactivate_restores_the_environment(tmp_path: Path, shell: str) -> None:
-    prefix = installed(tmp_path)
+def test_activate_then_deactivate_restores_the_environment(tmp_path: Path,
+                                                           tiny_env_quoted: Path,
+                                                           shell: str) -> None:
+    prefix = tiny_env_quoted   # a quote in the path must survive
     proc = run(shell, CSH_ROUND_TRIP if shell == "tcsh" else FISH_ROUND_TRIP, tmp_path, prefix)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stderr == ""

@@ -151,9 +151,10 @@ _SNAPSHOT = "env | LC_ALL=C sort > {out}; echo \"PS1=${{PS1-unset}}\" >> {out}"
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-def test_activate_then_deactivate_restores_the_environment(tmp_path: Path, shell: str) -> None:
-    prefix = tmp_path / "it's here"   # a quote in the path must survive
-    assert install(bundle_of(tmp_path), prefix).returncode == 0
+def test_activate_then_deactivate_restores_the_environment(tmp_path: Path,
+                                                           tiny_env_quoted: Path,
+                                                           shell: str) -> None:
+    prefix = tiny_env_quoted   # a quote in the path must survive
     script = f"""
 PS1='$ '
 LD_LIBRARY_PATH='/opt/x:/y z'; export LD_LIBRARY_PATH
@@ -297,9 +298,8 @@ def test_the_printed_activate_line_can_be_pasted(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-def test_activate_works_under_set_eu(tmp_path: Path, shell: str) -> None:
-    prefix = tmp_path / "env"
-    assert install(bundle_of(tmp_path), prefix).returncode == 0
+def test_activate_works_under_set_eu(tiny_env: Path, shell: str) -> None:
+    prefix = tiny_env
     script = 'set -eu\n. "$P/activate"\ncommand -v python3\ndeactivate\necho deactivated\n'
     proc = subprocess.run([*shell_argv(shell), "-c", script], capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "P": str(prefix)}, check=False)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from tests.conftest import require_tool
@@ -62,7 +66,22 @@ def fake_prefix(root: Path, ext_source: str | None = None,
     bin/python3 (RUNPATH $ORIGIN/../lib) needs lib/libpyfake.so.1; the distribution ``pkg``
     has pkg/_ext.so, which needs pkg.libs/libpkgdep.so.1 (RUNPATH $ORIGIN/../pkg.libs) and
     its symbol version PKGDEP_2.0; RECORD and gapship/environment.json say who owns what.
+    The plain one is compiled once per process and copied (its paths are all relative).
     """
+    if ext_source is None and not ext_flags:
+        shutil.copytree(_plain_prefix(), root, symlinks=True)
+        return root
+    return _build_prefix(root, ext_source, ext_flags)
+
+
+@functools.cache
+def _plain_prefix() -> Path:
+    where = Path(tempfile.mkdtemp(prefix="gapship-fake-prefix-"))
+    atexit.register(shutil.rmtree, where, ignore_errors=True)
+    return _build_prefix(where / "env", None, ())
+
+
+def _build_prefix(root: Path, ext_source: str | None, ext_flags: tuple[str, ...]) -> Path:
     lib = shared(root / "lib" / "libpyfake.so.1", "int pyfake(void) { return 0; }\n")
     cc(root / "bin" / "python3", "int pyfake(void);\nint main(void) { return pyfake(); }\n",
        f"-L{lib.parent}", "-l:libpyfake.so.1", "-Wl,--enable-new-dtags",
