@@ -274,7 +274,8 @@ def test_repacking_with_fewer_parts_removes_the_stale_ones_only(tmp_path: Path) 
 
 def test_a_pack_that_fails_leaves_no_part_behind(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    tree = make_tree(tmp_path / "tree", big=400_000)
+    # larger than the pieces the tar stream is gathered into: its parts are written before the end
+    tree = make_tree(tmp_path / "tree", big=3_000_000)
     out = tmp_path / "out"
     out.mkdir()
     # an earlier pack's parts stay as they were when this one fails

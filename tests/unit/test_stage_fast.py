@@ -360,3 +360,42 @@ def test_staging_copies_where_hard_links_cannot_reach(tmp_path: Path,
         assert (tree / "bin" / "hello").is_file()
     finally:
         shutil.rmtree(tree)
+
+
+def test_the_tar_stream_is_the_one_tarfile_writes(tmp_path: Path) -> None:
+    """The bundle's lean tar writer gives tarfile's own bytes, for every kind of member: long
+    and non-ASCII names (pax headers), sizes on and off a block, links, hard links."""
+    import io
+    import tarfile
+
+    from gapship.bundle import _tarinfo, _write_tar
+    tree = tmp_path / "tree"
+    deep = tree / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    (deep / "long-name.py").write_text("x = 1\n")
+    (tree / "naïve.txt").write_text("non-ascii\n")
+    (tree / "empty").write_bytes(b"")
+    (tree / "block").write_bytes(b"b" * 512)
+    (tree / "big").write_bytes(os.urandom(3_000_000))
+    (tree / "run.sh").write_text("#!/bin/sh\n")
+    (tree / "run.sh").chmod(0o755)
+    (tree / "link").symlink_to("block")
+    os.link(tree / "block", tree / "hard")
+    members = sorted(tree.rglob("*"))
+    ours = io.BytesIO()
+    _write_tar(tree, members, ours, "test", 1)  # type: ignore[arg-type]
+    theirs = io.BytesIO()
+    with tarfile.TarFile(fileobj=theirs, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in members:
+            info = _tarinfo(path, path.relative_to(tree).as_posix())
+            if info.isreg():
+                with path.open("rb") as src:
+                    tar.addfile(info, src)
+            else:
+                tar.addfile(info)
+    assert ours.getvalue() == theirs.getvalue()
+    with tarfile.open(fileobj=io.BytesIO(ours.getvalue())) as back:
+        names = back.getnames()
+        assert f"{'d' * 60}/{'e' * 60}/long-name.py" in names and "naïve.txt" in names
+        hard = back.getmember("hard")
+        assert hard.isreg() and hard.size == 512  # a hard link goes as a file

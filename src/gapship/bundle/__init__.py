@@ -18,6 +18,7 @@ import re
 import stat
 import tarfile
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -126,6 +127,39 @@ class _HashingWriter:
         self.out.flush()
 
 
+class _Syncing:
+    """A file written in order whose data goes to the disk as it comes, on a thread of its
+    own (fdatasync every _SYNC_BYTES), so that the fsync before the rename finds little left."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.unsynced = 0
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapship-sync")
+        self.syncing: Future[None] | None = None
+
+    def write(self, data: bytes) -> int:
+        self.fh.write(data)
+        self.unsynced += len(data)
+        if self.unsynced >= _SYNC_BYTES and (self.syncing is None or self.syncing.done()):
+            if self.syncing is not None:
+                self.syncing.result()
+            self.fh.flush()
+            self.syncing = self.pool.submit(os.fdatasync, self.fh.fileno())
+            self.unsynced = 0
+        return len(data)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def close(self) -> None:
+        """Wait for the sync under way (its error, if any, is the bundle's)."""
+        try:
+            if self.syncing is not None:
+                self.syncing.result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 class _PartWriter:
     """A write-only file object that cuts what it is given into files of ``size`` bytes,
     under temporary names in ``directory``, hashing each; ``finish`` names the parts."""
@@ -220,6 +254,8 @@ def _members(tree: Path, listed: Sequence[Path] | None = None) -> list[Path]:
     return [p for p in paths if p != manifest] + [manifest]
 
 
+# the bundle's data goes to the disk in steps of this size while it is written
+_SYNC_BYTES = 64 << 20
 # tarfile copies each file in pieces of this size to the compressor
 _COPY_BUFFER = 1 << 20
 _BLOCK = 4096
@@ -288,20 +324,58 @@ class Gate(Protocol):
 
 def _write_tar(tree: Path, members: list[Path], stream: BinaryIO, label: str,
                installed_bytes: int, gate: Gate | None = None) -> None:
-    with ui.byte_progress(label, installed_bytes) as bar, \
-            tarfile.TarFile(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT,
-                            copybufsize=_COPY_BUFFER) as tar:
+    """The members as a POSIX (pax) tar stream, the bytes tarfile.TarFile writes (its headers,
+    512-byte blocks, two empty blocks and the record padding at the end), without its
+    per-member work; small writes reach ``stream`` gathered into pieces of _COPY_BUFFER."""
+    pending: list[bytes] = []
+    pending_bytes = 0
+    offset = 0
+
+    def put(data: bytes) -> None:
+        nonlocal pending_bytes, offset
+        offset += len(data)
+        if len(data) >= _COPY_BUFFER:
+            flush()
+            stream.write(data)
+            return
+        pending.append(data)
+        pending_bytes += len(data)
+        if pending_bytes >= _COPY_BUFFER:
+            flush()
+
+    def flush() -> None:
+        nonlocal pending_bytes
+        if pending:
+            stream.write(b"".join(pending))
+            pending.clear()
+            pending_bytes = 0
+
+    root = str(tree)
+    with ui.byte_progress(label, installed_bytes) as bar:
         for path in members:
-            info = _tarinfo(path, path.relative_to(tree).as_posix())
+            name = str(path)
+            info = _tarinfo(path, name[len(root) + 1:] if name.startswith(root + "/")
+                            else path.relative_to(tree).as_posix())
+            put(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
             if info.isreg():
-                with path.open("rb") as src:
-                    tar.addfile(info, src)
+                left = info.size
+                with open(name, "rb") as src:
+                    while left:
+                        chunk = src.read(min(left, _COPY_BUFFER))
+                        if not chunk:
+                            raise BundleError(f"{info.name} shrank while it was being packed; "
+                                              "nothing was written.", "Pack again.")
+                        put(chunk)
+                        left -= len(chunk)
+                if info.size % tarfile.BLOCKSIZE:
+                    put(tarfile.NUL * (tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE))
                 bar.advance(info.size)
-            else:
-                tar.addfile(info)
-            tar.members.clear()  # type: ignore[attr-defined]  # it keeps each member written
             if gate is not None:
                 gate.poll()
+        put(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
+        if offset % tarfile.RECORDSIZE:
+            put(tarfile.NUL * (tarfile.RECORDSIZE - offset % tarfile.RECORDSIZE))
+        flush()
 
 
 def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
@@ -348,15 +422,20 @@ def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
                 placeholder = header_for(0, 0, "0" * 64)
                 header_bytes = len(placeholder)
                 fh.write(placeholder)
-            hashing = _HashingWriter(splitter if splitter is not None else fh)  # type: ignore[arg-type]
+            syncing = _Syncing(fh)
+            hashing = _HashingWriter(splitter if splitter is not None  # type: ignore[arg-type]
+                                     else syncing)
             stream = compressor(codec, hashing)
             try:
-                _write_tar(tree, members, stream, label, installed_bytes,  # type: ignore[arg-type]
-                           gate)
-            except BaseException:
-                stream.abort()
-                raise
-            stream.close()
+                try:
+                    _write_tar(tree, members, stream, label,  # type: ignore[arg-type]
+                               installed_bytes, gate)
+                except BaseException:
+                    stream.abort()
+                    raise
+                stream.close()
+            finally:
+                syncing.close()
             sha = hashing.digest.hexdigest()
             if splitter is None:
                 header = header_for(header_bytes, hashing.count, sha)
