@@ -399,3 +399,23 @@ def test_the_tar_stream_is_the_one_tarfile_writes(tmp_path: Path) -> None:
         assert f"{'d' * 60}/{'e' * 60}/long-name.py" in names and "naïve.txt" in names
         hard = back.getmember("hard")
         assert hard.isreg() and hard.size == 512  # a hard link goes as a file
+
+
+def test_two_packs_at_once_share_the_bytecode_cache(tmp_path: Path) -> None:
+    """Two packs compiling the same sources into one cold cache at the same moment: each
+    tree gets compileall's bytes, and the cache is left whole (no half-written entry)."""
+    from concurrent.futures import ThreadPoolExecutor
+    cache = tmp_path / "cache"
+    libs = [_sources(tmp_path / name) for name in ("one", "two")]
+    fresh = tmp_path / "fresh" / "lib"
+    shutil.copytree(libs[0], fresh, symlinks=True)
+    _compileall(fresh)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(pool.map(lambda lib: bytecode.precompile(COMPILER, lib, cache), libs))
+    assert all(d.compiled + d.cached == 5 for d in done)
+    for lib in libs:
+        assert _bytecode(lib) == _bytecode(fresh)
+    assert not list(cache.rglob("*.tmp"))
+    # and a third pack takes every module from what they left
+    third = bytecode.precompile(COMPILER, _sources(tmp_path / "three"), cache)
+    assert (third.compiled, third.cached) == (0, 5)
