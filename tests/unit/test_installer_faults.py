@@ -409,3 +409,31 @@ def test_debris_on_a_tight_disk_is_removed_before_the_space_check(tmp_path: Path
     assert left[0] == "env" and left[-1] == "echo one", left
     assert f"removed {tmp_path}/mnt/.env.gapship-new.{pid}" in err
 
+
+
+@pytest.mark.parametrize("split", [None, 1 << 20])
+def test_a_pack_onto_a_full_disk_says_so_in_one_line(tmp_path: Path, split: int | None) -> None:
+    """The bundle (or its parts) does not fit where -o points: one line that says so and what
+    to do, no traceback, nothing left there."""
+    import sys
+    tree = tmp_path / "tree"
+    (tree / "gapship").mkdir(parents=True)
+    (tree / "data.bin").write_bytes(os.urandom(6_000_000))  # incompressible: 6 MB
+    (tree / "gapship" / "manifest.json").write_text("{}\n")
+    code = ("import sys\nfrom pathlib import Path\nfrom gapship.bundle import write_bundle\n"
+            "from gapship.bundle.codec import choose\nfrom gapship.errors import BundleError\n"
+            "try:\n"
+            f"    write_bundle(Path({str(tree)!r}), Path(sys.argv[1]) / 'big.run', name='big',"
+            " version='1', python='3.11.7', installed_bytes=1,"
+            f" codec=choose('gzip', (), 1), split={split})\n"
+            "except BundleError as exc:\n"
+            "    print('ERROR', exc.message)\n    print('NEXT', exc.hint)\n")
+    proc = in_tmpfs(tmp_path, "size=2m", f'{sys.executable} -c "$CODE" "$MNT"; echo "left:";'
+                    ' ls -A "$MNT"', env={"CODE": code})
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stdout.splitlines()
+    error = next(ln for ln in lines if ln.startswith("ERROR "))
+    assert "not enough space in" in error and "big.run" in error, proc.stdout
+    assert next(ln for ln in lines if ln.startswith("NEXT ")).endswith("elsewhere with -o.")
+    assert lines[-1] == "left:", proc.stdout  # no temporary file, no part

@@ -12,6 +12,7 @@ place with the payload's size and sha256. The file appears under its name only w
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -312,6 +313,20 @@ def _file_digest(fh: BinaryIO, size: int) -> hashlib._Hash:
     return digest
 
 
+def _write_failed(out: Path, exc: OSError) -> BundleError:
+    """A disk that filled (or refused) while the bundle was written, in one line."""
+    where = out.parent.resolve()
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return BundleError(f"not enough space in {where} for {out.name} ({exc.strerror}); "
+                           "nothing was written there.",
+                           "Free some space, or write the bundle elsewhere with -o.")
+    about = f" ({exc.filename})" if exc.filename else ""
+    return BundleError(f"writing {out.name} in {where} failed: {exc.strerror}{about}; "
+                       "nothing was written there.",
+                       "Check that the directory is writable and the disk is healthy, or "
+                       "write the bundle elsewhere with -o.")
+
+
 class Gate(Protocol):
     """What must pass before a bundle takes its name (it runs while the bundle is written)."""
 
@@ -473,6 +488,8 @@ def write_bundle(tree: Path, out: Path, *, name: str, version: str, python: str,
                 os.replace(temp, part.path)
         os.replace(tmp, out)
         remove_stale_parts(out, len(parts))
+    except OSError as exc:
+        raise _write_failed(out, exc) from exc
     finally:
         tmp.unlink(missing_ok=True)
         if splitter is not None:
