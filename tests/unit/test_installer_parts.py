@@ -312,7 +312,7 @@ def test_a_pack_that_fails_leaves_no_part_behind(tmp_path: Path,
 
     monkeypatch.setattr(bundle_module, "_tarinfo", failing)
     monkeypatch.setattr(bundle_module, "compressor", Plain)
-    with pytest.raises(OSError):
+    with pytest.raises(BundleError, match="Input/output error; nothing was written there"):
         write_bundle(tree, out / "tiny.run", name="tiny", version="1.0", python="3.11.7",
                      installed_bytes=1, codec=choose("gzip", (), 1), split=PART)
     assert "data.bin" in calls
