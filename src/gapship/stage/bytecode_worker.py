@@ -83,12 +83,16 @@ _UMASK = _umask()
 _MADE: Set[str] = set()  # directories known to exist (one mkdir per directory)
 
 
-def _write_atomic(path: str, data: bytes, mode: int = 0o666) -> None:
-    """Write ``path`` whole or not at all (the file mode as py_compile gives a .pyc)."""
-    directory = os.path.dirname(path)
+def _makedirs(directory: str) -> None:
+    """Create ``directory`` (and its parents) once per process."""
     if directory not in _MADE:
         os.makedirs(directory, exist_ok=True)
         _MADE.add(directory)
+
+
+def _write_atomic(path: str, data: bytes, mode: int = 0o666) -> None:
+    """Write ``path`` whole or not at all (the file mode as py_compile gives a .pyc)."""
+    _makedirs(os.path.dirname(path))
     tmp = "%s.%d.tmp" % (path, os.getpid())
     flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY
     try:
@@ -146,10 +150,7 @@ def _link(entry: str, cfile: str, mode: int) -> bool:
     try:
         if os.stat(entry).st_mode & 0o7777 != mode:
             return False
-        directory = os.path.dirname(cfile)
-        if directory not in _MADE:
-            os.makedirs(directory, exist_ok=True)
-            _MADE.add(directory)
+        _makedirs(os.path.dirname(cfile))
         os.link(entry, cfile)
     except OSError:
         return False
@@ -188,9 +189,7 @@ def _compile(source: str, ddir: str, cfile: str, entry: str) -> str:
     if not entry:  # a .pyc a wheel shipped, out of date: not for the cache
         pass
     elif ok and os.path.isfile(cfile):
-        if os.path.dirname(entry) not in _MADE:
-            os.makedirs(os.path.dirname(entry), exist_ok=True)
-            _MADE.add(os.path.dirname(entry))
+        _makedirs(os.path.dirname(entry))
         _keep(cfile, entry)
     elif not ok:
         _write_atomic(entry + ".fail", b"")
